@@ -1,0 +1,86 @@
+"""The application factory: every piece of server state is built here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+
+from aiohttp import web
+
+import deepaas
+from deepaas.api import docs, versions
+from deepaas.api.args import ModelArgs
+from deepaas.api.errors import error_middleware
+from deepaas.api.keys import ARGSPECS, CONFIG, JOBS, MODELS, PREDICTORS
+from deepaas.api.plugins import Plugin
+from deepaas.api.v2 import create_v2_app
+from deepaas.config import Config
+from deepaas.jobs import JobManager, MemoryJobStore
+from deepaas.model.predictor import Predictor
+from deepaas.model.v2.wrapper import ModelWrapper
+
+__all__ = ["create_app"]
+
+_LOG = logging.getLogger(__name__)
+
+TITLE = "DEEP as a Service API endpoint"
+DESCRIPTION = (
+    "A REST API that gives access to machine learning models: their metadata, "
+    "predictions and trainings. Each model's arguments and answers are described "
+    "below."
+)
+
+
+def create_app(
+    config: Config,
+    models: Mapping[str, ModelWrapper],
+    *,
+    plugins: Sequence[tuple[str, Plugin]] = (),
+) -> web.Application:
+    """Build the deepaas application serving ``models``.
+
+    Args:
+        config: Server settings.
+        models: The models to serve, by name.
+        plugins: ``(name, setup)`` pairs; each ``setup(app)`` is called last.
+    """
+    app = web.Application(
+        middlewares=[error_middleware, web.normalize_path_middleware()],
+        client_max_size=config.client_max_size,
+    )
+    app[CONFIG] = config
+    app[MODELS] = dict(models)
+    app[ARGSPECS] = {name: ModelArgs(model) for name, model in models.items()}
+    app[PREDICTORS] = {
+        name: Predictor(model, workers=config.workers) for name, model in models.items()
+    }
+    app[JOBS] = JobManager(
+        MemoryJobStore(), max_running=config.max_train_processes, warm=config.warm
+    )
+    app.cleanup_ctx.append(_lifetime)
+
+    base = config.base_path
+    v2app = create_v2_app(config)
+    app.add_subapp(f"{base}/v2", v2app)
+    app[versions.V2_APP] = v2app
+    app.router.add_get(f"{base}/", versions.root, name="versions", allow_head=False)
+    docs.setup_docs(app, title=TITLE, version=deepaas.__version__, description=DESCRIPTION)
+    for name, setup in plugins:
+        _LOG.info("Loading plugin %r", name)
+        setup(app)
+    return app
+
+
+async def _lifetime(app: web.Application) -> AsyncIterator[None]:
+    predictors = app[PREDICTORS]
+    if app[CONFIG].warm:
+        for name, predictor in predictors.items():
+            _LOG.info("Warming model %r", name)
+            await predictor.warm()
+    _LOG.info("Serving models: %s", ", ".join(predictors) or "none")
+    try:
+        yield
+    finally:
+        await app[JOBS].aclose()
+        for predictor in predictors.values():
+            predictor.close()

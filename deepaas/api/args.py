@@ -1,0 +1,237 @@
+"""Turn a request into the validated keyword arguments of a model method.
+
+Arguments come from the query string and from the body (urlencoded form, multipart
+form or a JSON object), merged in that order. Uploaded files are streamed to a
+temporary directory owned by the request and handed over as ``UploadedFile``; the
+caller removes the directory with :meth:`Arguments.cleanup`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from typing import IO, Any
+
+import marshmallow
+from aiohttp import BodyPartReader, web
+from multidict import MultiDict, MultiDictProxy
+from webargs.multidictproxy import MultiDictProxy as SchemaMultiDict
+
+from deepaas.api.errors import RequestTooLarge
+from deepaas.api.media import negotiate
+from deepaas.exceptions import ArgumentError, UnsupportedMediaType
+from deepaas.model import _fields
+from deepaas.model.v2.wrapper import ACCEPT, ModelWrapper, UploadedFile
+
+__all__ = ["ArgSpec", "Arguments", "ModelArgs", "parse"]
+
+_CHUNK = 256 * 1024
+# A text form field is an argument, not a payload: bound it.
+_MAX_TEXT_FIELD = 8 * 1024 * 1024
+_FORM = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class ArgSpec:
+    """A model method's declared arguments, compiled once into a schema."""
+
+    def __init__(
+        self, fields: _fields.FieldMap, accept_choices: Sequence[str] | None = None
+    ) -> None:
+        self.fields = fields
+        self.accept_choices = list(accept_choices or [])
+        self.files = frozenset(n for n, f in fields.items() if _fields.is_file(f))
+        # ``accept`` is negotiated (header, */*, q-values), not validated as a string.
+        plain = {n: f for n, f in fields.items() if not (n == ACCEPT and self.accept_choices)}
+        self.schema = marshmallow.Schema.from_dict(plain, name="Arguments")()
+
+    def validate(self, data: MultiDict[Any], accept_header: str | None = None) -> dict[str, Any]:
+        """Validate raw values; raises :class:`ArgumentError` naming the fields."""
+        accept = None
+        if self.accept_choices:
+            explicit = data.popall(ACCEPT, None)
+            requested = str(explicit[0]) if explicit else accept_header
+            accept = negotiate(self.accept_choices, requested)
+        for name in self.files:
+            if name in data and not isinstance(data[name], UploadedFile):
+                raise ArgumentError(
+                    {name: ["Expected an uploaded file (multipart/form-data)"]}
+                )
+        proxy = SchemaMultiDict(MultiDictProxy(data), self.schema)
+        try:
+            loaded: dict[str, Any] = self.schema.load(proxy, unknown=marshmallow.EXCLUDE)
+        except marshmallow.ValidationError as err:
+            raise ArgumentError(_messages(err.messages)) from None
+        if accept is not None:
+            loaded[ACCEPT] = accept
+        return loaded
+
+
+class ModelArgs:
+    """The compiled arguments of one model's ``predict`` and ``train``."""
+
+    def __init__(self, model: ModelWrapper) -> None:
+        self.predict = ArgSpec(model.predict_fields, model.accept_choices)
+        self.train = ArgSpec(model.train_fields)
+
+
+class Arguments:
+    """Validated arguments of one call, and the temporary files they refer to."""
+
+    def __init__(self, values: dict[str, Any], files: dict[str, UploadedFile], tmpdir: str | None) -> None:
+        self.values = values
+        self.files = files
+        self._tmpdir = tmpdir
+
+    def public(self) -> dict[str, Any]:
+        """The arguments as shown back to clients: files by their description."""
+        shown = dict(self.values)
+        for key, upload in self.files.items():
+            shown[key] = {
+                "name": upload.name,
+                "content_type": upload.content_type,
+                "original_filename": upload.original_filename,
+            }
+        return _jsonable(shown)
+
+    def cleanup(self) -> None:
+        """Remove the uploaded files (idempotent, safe to call from any thread)."""
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+async def parse(
+    request: web.Request,
+    spec: ArgSpec,
+    *,
+    max_size: int = 0,
+) -> Arguments:
+    """Read, stream and validate the arguments declared by ``spec``.
+
+    Args:
+        request: The request to read.
+        spec: The model method's declared arguments.
+        max_size: Largest body in bytes (0: unlimited).
+
+    Raises:
+        ArgumentError: Validation failed (messages keyed by argument).
+        UnsupportedMediaType: The body has a type that cannot hold arguments.
+        RequestTooLarge: The body exceeds ``max_size``.
+    """
+    if max_size and request.content_length and request.content_length > max_size:
+        raise RequestTooLarge(
+            f"Request body of {request.content_length} bytes exceeds the limit of "
+            f"{max_size} bytes"
+        )
+    data: MultiDict[Any] = MultiDict(request.query)
+    tmpdir: str | None = None
+    try:
+        ctype = request.content_type
+        if request.body_exists:
+            if ctype == "multipart/form-data":
+                tmpdir = await asyncio.to_thread(tempfile.mkdtemp, prefix="deepaas-")
+                await _read_multipart(request, spec, data, tmpdir, max_size)
+            elif ctype == "application/x-www-form-urlencoded":
+                data.extend(await request.post())
+            elif ctype == "application/json" or ctype.endswith("+json"):
+                data.extend(await _read_json(request))
+            elif ctype != "application/octet-stream" or await request.read():
+                raise UnsupportedMediaType(
+                    f"Cannot read arguments from a '{ctype}' body; send a query "
+                    "string, a form (urlencoded or multipart) or a JSON object"
+                )
+        values = spec.validate(data, request.headers.get("Accept"))
+    except BaseException:
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    return Arguments(values, {k: v for k, v in values.items() if isinstance(v, UploadedFile)}, tmpdir)
+
+
+async def _read_json(request: web.Request) -> list[tuple[str, Any]]:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ArgumentError({"json": [f"Invalid JSON body: {err}"]}) from None
+    if not isinstance(body, dict):
+        raise ArgumentError({"json": ["The JSON body must be an object of arguments"]})
+    return list(body.items())
+
+
+async def _read_multipart(
+    request: web.Request,
+    spec: ArgSpec,
+    data: MultiDict[Any],
+    tmpdir: str,
+    max_size: int,
+) -> None:
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError) as err:
+        raise ArgumentError({"form": [f"Malformed multipart body: {err}"]}) from None
+    total = 0
+    index = 0
+    while True:
+        try:
+            part = await reader.next()
+        except (ValueError, AssertionError) as err:
+            raise ArgumentError({"form": [f"Malformed multipart body: {err}"]}) from None
+        if part is None:
+            return
+        if not isinstance(part, BodyPartReader):
+            raise ArgumentError({"form": ["Nested multipart bodies are not supported"]})
+        name = part.name or ""
+        if part.filename is not None or name in spec.files:
+            index += 1
+            path = os.path.join(tmpdir, f"upload-{index}")
+            total = await _save_part(part, path, total, max_size)
+            data.add(
+                name,
+                UploadedFile(
+                    name=name,
+                    filename=path,
+                    content_type=part.headers.get("Content-Type"),
+                    original_filename=part.filename,
+                ),
+            )
+        else:
+            raw = await part.read(decode=True)
+            total += len(raw)
+            _check_size(total, max_size)
+            if len(raw) > _MAX_TEXT_FIELD:
+                raise ArgumentError({name: [f"Field value larger than {_MAX_TEXT_FIELD} bytes"]})
+            try:
+                data.add(name, raw.decode(part.get_charset("utf-8")))
+            except (UnicodeDecodeError, LookupError):
+                raise ArgumentError({name: ["Field value is not valid text"]}) from None
+
+
+async def _save_part(part: BodyPartReader, path: str, total: int, max_size: int) -> int:
+    handle: IO[bytes] = await asyncio.to_thread(open, path, "wb")
+    try:
+        while chunk := await part.read_chunk(_CHUNK):
+            total += len(chunk)
+            _check_size(total, max_size)
+            await asyncio.to_thread(handle.write, chunk)
+    finally:
+        await asyncio.to_thread(handle.close)
+    return total
+
+
+def _check_size(total: int, max_size: int) -> None:
+    if max_size and total > max_size:
+        raise RequestTooLarge(f"Request body exceeds the limit of {max_size} bytes")
+
+
+def _messages(messages: Any) -> dict[str, Any]:
+    if isinstance(messages, dict):
+        return {str(k): v for k, v in messages.items()}
+    return {"_schema": messages}

@@ -1,0 +1,85 @@
+"""The one place where exceptions become HTTP answers: always JSON, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from deepaas import exceptions as exc
+
+__all__ = ["RequestTooLarge", "error_middleware", "json_error", "status_for"]
+
+_LOG = logging.getLogger(__name__)
+
+
+class RequestTooLarge(exc.DeepaasError):
+    """The request body is larger than the configured limit."""
+
+
+_STATUS: Mapping[type[exc.DeepaasError], HTTPStatus] = {
+    exc.DeepaasError: HTTPStatus.INTERNAL_SERVER_ERROR,
+    exc.ModelNotFound: HTTPStatus.NOT_FOUND,
+    exc.JobNotFound: HTTPStatus.NOT_FOUND,
+    exc.ModelMethodNotImplemented: HTTPStatus.NOT_IMPLEMENTED,
+    exc.ArgumentError: HTTPStatus.UNPROCESSABLE_ENTITY,
+    exc.NotAcceptable: HTTPStatus.NOT_ACCEPTABLE,
+    exc.UnsupportedMediaType: HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+    RequestTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    exc.WorkerCrashed: HTTPStatus.INTERNAL_SERVER_ERROR,
+}
+
+
+def status_for(error: exc.DeepaasError) -> HTTPStatus:
+    """The HTTP status of a deepaas error: the nearest mapped class in its MRO."""
+    return next(_STATUS[c] for c in type(error).__mro__ if c in _STATUS)
+
+
+def json_error(status: int, message: str, **extra: Any) -> web.Response:
+    """A JSON error answer ``{"message": ...}`` with ``extra`` keys."""
+    return web.json_response({"message": message, **extra}, status=status)
+
+
+def _from_deepaas(error: exc.DeepaasError) -> web.Response:
+    status = status_for(error)
+    if isinstance(error, exc.ArgumentError):
+        # 2.x answered {"<location>": {"<field>": [messages]}}-like bodies keyed by
+        # field; keep the field keys at the top level for such clients.
+        messages = error.messages
+        body = {**messages, "message": error.message, "errors": messages}
+        return web.json_response(body, status=status)
+    if status >= 500:
+        _LOG.error("%s: %s", type(error).__name__, error.message)
+    return json_error(status, error.message)
+
+
+def _from_http(error: web.HTTPException) -> web.StreamResponse:
+    if error.status < 400 or error.content_type == "application/json":
+        return error
+    text = error.text if error.text and not error.text.startswith(f"{error.status}:") else None
+    message = text or error.reason
+    response = json_error(error.status, message)
+    for name in ("Allow", "Retry-After", "WWW-Authenticate"):
+        if name in error.headers:
+            response.headers[name] = error.headers[name]
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer every failure with a JSON body and the status its class maps to."""
+    try:
+        return await handler(request)
+    except exc.DeepaasError as error:
+        return _from_deepaas(error)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return _from_http(error)
+    except Exception:
+        _LOG.exception("Unexpected error answering %s %s", request.method, request.path)
+        return json_error(500, "Internal server error; the details are in the server log")

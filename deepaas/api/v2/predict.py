@@ -1,0 +1,34 @@
+"""``POST /v2/models/{model_name}/predict/``."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from deepaas.api import _lookup, args, media
+from deepaas.api.keys import ARGSPECS, CONFIG, PREDICTORS
+from deepaas.model.v2.wrapper import ACCEPT
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/models/{model_name}/predict/")
+async def predict(request: web.Request) -> web.StreamResponse:
+    """Validate the arguments, run the prediction and answer in the chosen type."""
+    model = _lookup.model(request)
+    spec = request.config_dict[ARGSPECS][model.name].predict
+    max_size = request.config_dict[CONFIG].client_max_size
+    arguments = await args.parse(request, spec, max_size=max_size)
+    try:
+        kwargs = arguments.values
+        media_type = kwargs.get(ACCEPT, media.JSON_TYPE) if spec.accept_choices else media.JSON_TYPE
+        result = await request.config_dict[PREDICTORS][model.name].predict(**kwargs)
+        answer = media.respond(model, result, media_type)
+        if isinstance(answer, web.StreamResponse):
+            return answer
+        return await answer.send(request)
+    finally:
+        await asyncio.to_thread(arguments.cleanup)

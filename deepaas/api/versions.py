@@ -1,0 +1,41 @@
+"""``GET /`` (API versions) and ``GET /v2/`` (the v2 version document)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["V2_APP", "root", "v2_version"]
+
+V2_APP: web.AppKey[web.Application] = web.AppKey("deepaas_v2_app")
+
+
+def _v2_entry(v2app: web.Application) -> dict[str, Any]:
+    # The sub-application's router already carries its prefix (and base path).
+    href = str(v2app.router["v2"].url_for())
+    return {
+        "version": "stable",
+        "id": "v2",
+        "links": [{"rel": "self", "type": "application/json", "href": href}],
+    }
+
+
+async def v2_version(request: web.Request) -> web.Response:
+    """Describe API v2."""
+    return web.json_response(_v2_entry(request.app))
+
+
+async def root(request: web.Request) -> web.Response:
+    """List the API versions and where the documentation lives."""
+    links = []
+    named = request.app.router.named_resources()
+    for name, rel, media_type in (
+        ("swagger.docs", "help", "text/html"),
+        ("swagger.spec", "describedby", "application/json"),
+    ):
+        if name in named:
+            href = str(named[name].url_for())
+            links.append({"rel": rel, "type": media_type, "href": href})
+    versions = [_v2_entry(request.app[V2_APP])]
+    return web.json_response({"versions": versions, "links": links})

@@ -1,0 +1,57 @@
+"""``deepaas-run``: serve the installed models over HTTP."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+import deepaas
+from deepaas.cmd import opts
+from deepaas.cmd.bootstrap import build_app
+from deepaas.exceptions import DeepaasError
+from deepaas.log import setup_logging
+
+__all__ = ["main"]
+
+_LOG = logging.getLogger("deepaas")
+
+BANNER = """\
+DEEPaaS API {version}
+
+    API documentation: {base}/api
+    API specification: {base}/swagger.json (Swagger 2.0), {base}/openapi.json (OpenAPI 3.1)
+          V2 endpoint: {base}/v2/
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server until interrupted; return the exit code."""
+    try:
+        config = opts.load_config(sys.argv[1:] if argv is None else argv)
+    except DeepaasError as exc:
+        print(f"deepaas-run: {exc.message}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level, config.log_file)
+    try:
+        app = build_app(config)
+    except DeepaasError as exc:
+        print(f"deepaas-run: {exc.message}", file=sys.stderr)
+        return 1
+    base = f"http://{config.listen_ip}:{config.listen_port}{config.base_path}"
+    print(BANNER.format(version=deepaas.__version__, base=base), flush=True)
+    _LOG.info("Starting DEEPaaS version %s", deepaas.__version__)
+    web.run_app(
+        app,
+        host=config.listen_ip,
+        port=config.listen_port,
+        print=None,
+        access_log=logging.getLogger("deepaas.access"),
+    )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

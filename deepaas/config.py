@@ -1,0 +1,92 @@
+"""The typed configuration every layer below ``deepaas.cmd`` receives.
+
+``deepaas.cmd.opts`` parses oslo.config options into a :class:`Config` once; nothing
+else reads the command line, configuration files or the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from deepaas.exceptions import ConfigurationError
+
+__all__ = ["Config"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    """Settings of one deepaas server (defaults are those of DEEPaaS 2.x).
+
+    Attributes:
+        listen_ip: Address to bind.
+        listen_port: Port to bind.
+        base_path: Prefix of every route, e.g. ``/deepaas`` behind a proxy.
+        model_names: Models to serve; empty means every installed model.
+        workers: Concurrent predictions per model.
+        warm: Call each model's ``warm()`` at start-up.
+        debug: Verbose logging.
+        debug_endpoint: Serve captured output at ``/v2/debug/``.
+        doc_endpoint: Serve the Swagger UI at ``/api``.
+        train_endpoint: Serve the training routes.
+        predict_endpoint: Serve the predict routes.
+        client_max_size: Largest request body in bytes; 0 means unlimited.
+        max_train_processes: Trainings running at once; more wait.
+        plugins: Server plugins to load, by name; ``None`` loads every installed one.
+        log_level: Logging level name.
+        log_file: Log to this file instead of standard error.
+    """
+
+    listen_ip: str = "127.0.0.1"
+    listen_port: int = 5000
+    base_path: str = ""
+    model_names: tuple[str, ...] = ()
+    workers: int = 1
+    warm: bool = True
+    debug: bool = False
+    debug_endpoint: bool = False
+    doc_endpoint: bool = True
+    train_endpoint: bool = True
+    predict_endpoint: bool = True
+    client_max_size: int = 0
+    max_train_processes: int = 1
+    plugins: tuple[str, ...] | None = None
+    log_level: str = "INFO"
+    log_file: str | None = None
+
+    def __post_init__(self) -> None:
+        base = self.base_path.rstrip("/")
+        if base and not base.startswith("/"):
+            raise ConfigurationError(
+                f"base_path must start with '/', got {self.base_path!r}"
+            )
+        if "//" in base:
+            raise ConfigurationError(f"base_path has an empty segment: {base!r}")
+        object.__setattr__(self, "base_path", base)
+        if self.workers < 1:
+            raise ConfigurationError(f"workers must be at least 1, got {self.workers}")
+        if self.max_train_processes < 1:
+            raise ConfigurationError(
+                "max_train_processes must be at least 1, "
+                f"got {self.max_train_processes}"
+            )
+        if self.client_max_size < 0:
+            raise ConfigurationError(
+                f"client_max_size must be 0 or more, got {self.client_max_size}"
+            )
+        if not 0 < self.listen_port < 65536:
+            raise ConfigurationError(f"listen_port out of range: {self.listen_port}")
+        object.__setattr__(self, "model_names", _unique(self.model_names))
+
+    def replace(self, **changes: object) -> Config:
+        """Return a copy with some settings changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _unique(names: Sequence[str]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for name in names:
+        name = name.strip()
+        if name:
+            seen.setdefault(name, None)
+    return tuple(seen)

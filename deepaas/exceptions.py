@@ -1,0 +1,142 @@
+"""The exceptions deepaas raises, one tree, mapped to HTTP in ``deepaas.api.errors``.
+
+::
+
+    DeepaasError
+    ├── ConfigurationError           invalid settings, found at start-up
+    ├── ModelError
+    │   ├── ModelNotFound            unknown model name (request or start-up)
+    │   ├── ModelLoadError           an entry point failed to import
+    │   ├── NoModelsAvailable        nothing installed in the namespace
+    │   ├── ModelMethodNotImplemented the model lacks predict/train/...
+    │   ├── InvalidModelSchema       the model declares a response schema that is not one
+    │   ├── InvalidModelResponse     the output does not match the declared schema
+    │   └── ModelCallError           the model's own code raised
+    ├── ArgumentError                request arguments failed validation (carries messages)
+    ├── NotAcceptable                the requested media type is not offered
+    ├── UnsupportedMediaType         the request body type cannot be read
+    ├── JobNotFound                  unknown training id
+    └── WorkerCrashed                a worker process died while running a call
+
+Every class keeps its state in ``args`` so it survives pickling across processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "ArgumentError",
+    "ConfigurationError",
+    "DeepaasError",
+    "InvalidModelResponse",
+    "InvalidModelSchema",
+    "JobNotFound",
+    "ModelCallError",
+    "ModelError",
+    "ModelLoadError",
+    "ModelMethodNotImplemented",
+    "ModelNotFound",
+    "NoModelsAvailable",
+    "NotAcceptable",
+    "UnsupportedMediaType",
+    "WorkerCrashed",
+]
+
+
+class DeepaasError(Exception):
+    """Root of every error deepaas raises on purpose."""
+
+    @property
+    def message(self) -> str:
+        """A short, client-safe description of the error."""
+        return str(self.args[0]) if self.args else type(self).__name__
+
+
+class ConfigurationError(DeepaasError):
+    """The configuration is inconsistent or invalid."""
+
+
+class ModelError(DeepaasError):
+    """Something is wrong with a model or with a call to it."""
+
+
+class ModelNotFound(ModelError):
+    """No model of that name is served (or installed)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Model '{name}' not found", name)
+
+    @property
+    def name(self) -> str:
+        """The name that was looked up."""
+        return str(self.args[1])
+
+
+class ModelLoadError(ModelError):
+    """An entry point in the model namespace could not be loaded."""
+
+    def __init__(self, name: str, cause: str) -> None:
+        super().__init__(f"Model '{name}' could not be loaded: {cause}", name, cause)
+
+
+class NoModelsAvailable(ModelError):
+    """No model is installed in the ``deepaas.v2.model`` namespace."""
+
+
+class ModelMethodNotImplemented(ModelError):
+    """The model does not provide the requested method."""
+
+    def __init__(self, name: str, method: str) -> None:
+        super().__init__(
+            f"Model '{name}' does not implement '{method}'", name, method
+        )
+
+
+class InvalidModelSchema(ModelError):
+    """The model's response ``schema`` is neither a dict of fields nor a Schema."""
+
+
+class InvalidModelResponse(ModelError):
+    """The model returned a value that does not match its response schema."""
+
+
+class ModelCallError(ModelError):
+    """The model's own code raised; the message is safe to show to a client."""
+
+
+class ArgumentError(DeepaasError):
+    """Request arguments failed validation.
+
+    Args:
+        messages: Messages keyed by argument name, as marshmallow reports them.
+    """
+
+    def __init__(self, messages: Mapping[str, Any]) -> None:
+        names = ", ".join(sorted(str(k) for k in messages))
+        super().__init__(f"Invalid arguments: {names}", dict(messages))
+
+    @property
+    def messages(self) -> dict[str, Any]:
+        """The per-argument error messages."""
+        return dict(self.args[1])
+
+
+class NotAcceptable(DeepaasError):
+    """The client asked for a media type the model does not produce."""
+
+
+class UnsupportedMediaType(DeepaasError):
+    """The request body has a content type deepaas cannot read."""
+
+
+class JobNotFound(DeepaasError):
+    """No training job has that id."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"Training '{job_id}' not found", job_id)
+
+
+class WorkerCrashed(DeepaasError):
+    """A worker process died while it was running a call."""

@@ -1,0 +1,176 @@
+"""Start, follow and cancel trainings, each in a process of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as _dt
+import logging
+import uuid as _uuid
+from collections.abc import Callable
+from typing import Any
+
+from deepaas.exceptions import ConfigurationError, ModelMethodNotImplemented
+from deepaas.executor import RemoteError, run_in_process
+from deepaas.jobs import _child
+from deepaas.jobs.store import Job, JobStatus, JobStore
+from deepaas.model.v2.wrapper import ModelWrapper
+
+__all__ = ["JobManager"]
+
+_LOG = logging.getLogger(__name__)
+# DELETE waits this long for a cancelled training to stop (as 2.x did).
+CANCEL_WAIT_S = 5.0
+
+Cleanup = Callable[[], None]
+
+
+class JobManager:
+    """Runs trainings in child processes, at most ``max_running`` at once.
+
+    Args:
+        store: Where job records are kept.
+        max_running: Trainings running at once; later ones wait as ``queued``.
+        warm: Call the model's ``warm()`` in the training process first.
+    """
+
+    def __init__(self, store: JobStore, *, max_running: int = 1, warm: bool = True) -> None:
+        self.store = store
+        self._warm = warm
+        self._slots = asyncio.Semaphore(max_running)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def start(
+        self,
+        model: ModelWrapper,
+        kwargs: dict[str, Any],
+        *,
+        public_args: dict[str, Any],
+        cleanup: Cleanup | None = None,
+    ) -> Job:
+        """Accept a training of ``model`` with validated ``kwargs``.
+
+        Args:
+            model: The model to train.
+            kwargs: Arguments for ``train()``.
+            public_args: The arguments as shown in the job record.
+            cleanup: Called once the job has ended (e.g. removes uploaded files).
+
+        Raises:
+            ModelMethodNotImplemented: The model has no ``train``.
+            ConfigurationError: The model cannot be re-created in another process.
+        """
+        if not model.has("train"):
+            raise ModelMethodNotImplemented(model.name, "train")
+        if model.target is None:
+            raise ConfigurationError(
+                f"Model '{model.name}' is not importable by name, so it cannot be "
+                "trained in a separate process"
+            )
+        job = Job(uuid=_uuid.uuid4().hex, model=model.name, args=public_args)
+        if not self._slots.locked():
+            # Start at once, so the record we answer with says "running" (as 2.x).
+            await self._slots.acquire()
+            self._mark_running(job)
+            acquired = True
+        else:
+            acquired = False
+        self.store.add(job)
+        task = asyncio.create_task(self._run(job, model, kwargs, acquired, cleanup))
+        self._tasks[job.uuid] = task
+        return job
+
+    def _mark_running(self, job: Job) -> None:
+        job.status = JobStatus.RUNNING
+        job.started = _dt.datetime.now()
+
+    async def _run(
+        self,
+        job: Job,
+        model: ModelWrapper,
+        kwargs: dict[str, Any],
+        acquired: bool,
+        cleanup: Cleanup | None,
+    ) -> None:
+        try:
+            if not acquired:
+                await self._slots.acquire()
+                self._mark_running(job)
+                self.store.update(job)
+            try:
+                result = await run_in_process(
+                    _child.train,
+                    model.name,
+                    model.target,
+                    kwargs,
+                    self._warm,
+                    name=f"train-{model.name}-{job.uuid[:8]}",
+                )
+            finally:
+                self._slots.release()
+        except asyncio.CancelledError:
+            self._finish(job, JobStatus.CANCELLED, message="Training cancelled")
+            raise
+        except RemoteError as exc:
+            _LOG.error("Training %s of %r failed:\n%s", job.uuid, job.model, exc.traceback_text)
+            self._finish(job, JobStatus.ERROR, message=_message(exc))
+        except Exception as exc:
+            _LOG.exception("Training %s of %r failed", job.uuid, job.model)
+            self._finish(job, JobStatus.ERROR, message=_message(exc))
+        else:
+            self._finish(job, JobStatus.DONE, result=result)
+        finally:
+            self._tasks.pop(job.uuid, None)
+            if cleanup is not None:
+                try:
+                    cleanup()
+                except Exception:
+                    _LOG.exception("Cleaning up after training %s failed", job.uuid)
+
+    def _finish(
+        self, job: Job, status: JobStatus, *, result: Any = None, message: str | None = None
+    ) -> None:
+        job.status = status
+        job.finished = _dt.datetime.now()
+        job.result = result
+        job.message = message
+        with contextlib.suppress(Exception):
+            self.store.update(job)
+
+    def get(self, model: str, job_id: str) -> Job:
+        """The job ``job_id`` of ``model`` (raises ``JobNotFound``)."""
+        return self.store.get(model, job_id)
+
+    def list(self, model: str) -> list[Job]:
+        """The jobs of ``model``, oldest first."""
+        return self.store.list(model)
+
+    async def delete(self, model: str, job_id: str) -> Job:
+        """Cancel the job if it is still queued or running, then forget it (as 2.x).
+
+        Returns:
+            The record as it was when removed.
+        """
+        job = self.store.get(model, job_id)
+        task = self._tasks.get(job_id)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), CANCEL_WAIT_S)
+        self.store.remove(model, job_id)
+        _LOG.info("Training %s of %r removed (%s)", job_id, model, job.status.value)
+        return job
+
+    async def aclose(self) -> None:
+        """Cancel every unfinished training and wait for their processes to stop."""
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, RemoteError) and exc.type_name == "ModelCallError":
+        return exc.message
+    return str(exc) or type(exc).__name__
