@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 
 from aiohttp import web
@@ -46,7 +47,8 @@ def create_app(
     """
     app = web.Application(
         middlewares=[error_middleware, web.normalize_path_middleware()],
-        client_max_size=config.client_max_size,
+        # aiohttp reads 0 as "nothing allowed"; ours (as 2.x) means "no limit".
+        client_max_size=config.client_max_size or sys.maxsize,
     )
     app[CONFIG] = config
     app[MODELS] = dict(models)

@@ -99,8 +99,11 @@ class ModelWrapper:
             raise InvalidModelSchema(str(exc)) from exc
 
     def has(self, method: str) -> bool:
-        """Whether the model provides ``method`` at all."""
-        return callable(getattr(self.model, method, None))
+        """Whether the model provides ``method`` (BaseModel's stubs do not count)."""
+        func = getattr(self.model, method, None)
+        if not callable(func):
+            return False
+        return getattr(func, "__func__", func) is not _stub(method)
 
     def is_async(self, method: str) -> bool:
         """Whether ``method`` is a coroutine function, to be awaited directly."""
@@ -109,7 +112,7 @@ class ModelWrapper:
     def metadata(self) -> dict[str, Any]:
         """The model's metadata, or a placeholder when it declares none (as 2.x)."""
         try:
-            meta = self._method("get_metadata")()
+            meta = self.call("get_metadata")
         except ModelMethodNotImplemented:
             return {
                 "name": self.name,
@@ -118,11 +121,6 @@ class ModelWrapper:
                     f"(loaded '{self.name}')"
                 ),
             }
-        except Exception as exc:
-            _LOG.exception("get_metadata() of model %r failed", self.name)
-            raise ModelCallError(
-                f"Model '{self.name}' failed to describe itself: {_describe(exc)}"
-            ) from exc
         if not isinstance(meta, Mapping):
             raise InvalidModelResponse(
                 f"Model '{self.name}' get_metadata() returned "
@@ -133,10 +131,9 @@ class ModelWrapper:
     # Calls --------------------------------------------------------------------
 
     def _method(self, method: str) -> Callable[..., Any]:
-        func = getattr(self.model, method, None)
-        if not callable(func):
+        if not self.has(method):
             raise ModelMethodNotImplemented(self.name, method)
-        return func  # type: ignore[no-any-return]
+        return getattr(self.model, method)  # type: ignore[no-any-return]
 
     def call(self, method: str, /, **kwargs: Any) -> Any:
         """Call ``method`` synchronously, translating failures to deepaas errors.
@@ -198,6 +195,15 @@ class ModelWrapper:
                 f"Model '{self.name}' returned a response that does not match its "
                 f"schema: {exc.messages}"
             ) from None
+
+
+def _stub(method: str) -> Any:
+    # BaseModel's own defaults that only raise NotImplementedError.
+    from deepaas.model.v2.base import BaseModel
+
+    if method in ("get_metadata", "predict", "train"):
+        return vars(BaseModel)[method]
+    return None
 
 
 def _describe(exc: BaseException) -> str:
