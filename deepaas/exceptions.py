@@ -48,6 +48,12 @@ __all__ = [
 class DeepaasError(Exception):
     """Root of every error deepaas raises on purpose."""
 
+    _ctor: tuple[Any, ...] | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses whose constructor differs from ``args`` record what to call.
+        return (type(self), self._ctor if self._ctor is not None else self.args)
+
     @property
     def message(self) -> str:
         """A short, client-safe description of the error."""
@@ -67,6 +73,7 @@ class ModelNotFound(ModelError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"Model '{name}' not found", name)
+        self._ctor = (name,)
 
     @property
     def name(self) -> str:
@@ -79,6 +86,7 @@ class ModelLoadError(ModelError):
 
     def __init__(self, name: str, cause: str) -> None:
         super().__init__(f"Model '{name}' could not be loaded: {cause}", name, cause)
+        self._ctor = (name, cause)
 
 
 class NoModelsAvailable(ModelError):
@@ -92,6 +100,7 @@ class ModelMethodNotImplemented(ModelError):
         super().__init__(
             f"Model '{name}' does not implement '{method}'", name, method
         )
+        self._ctor = (name, method)
 
 
 class InvalidModelSchema(ModelError):
@@ -116,6 +125,7 @@ class ArgumentError(DeepaasError):
     def __init__(self, messages: Mapping[str, Any]) -> None:
         names = ", ".join(sorted(str(k) for k in messages))
         super().__init__(f"Invalid arguments: {names}", dict(messages))
+        self._ctor = (dict(messages),)
 
     @property
     def messages(self) -> dict[str, Any]:
@@ -136,6 +146,7 @@ class JobNotFound(DeepaasError):
 
     def __init__(self, job_id: str) -> None:
         super().__init__(f"Training '{job_id}' not found", job_id)
+        self._ctor = (job_id,)
 
 
 class WorkerCrashed(DeepaasError):

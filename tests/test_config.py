@@ -1,0 +1,77 @@
+import pytest
+
+from deepaas.cmd import opts
+from deepaas.config import Config
+from deepaas.exceptions import ConfigurationError
+
+
+def test_defaults_are_those_of_2x():
+    config = opts.load_config([], environ={})
+    assert (config.listen_ip, config.listen_port) == ("127.0.0.1", 5000)
+    assert config.base_path == ""
+    assert config.model_names == ()
+    assert config.workers == 1
+    assert config.warm is True
+    assert config.debug_endpoint is False
+    assert config.doc_endpoint is True
+    assert config.train_endpoint is True
+    assert config.predict_endpoint is True
+    assert config.client_max_size == 0
+    assert config.plugins is None
+
+
+def test_model_name_repeated_or_comma_separated():
+    config = opts.load_config(["--model-name", "a,b", "--model-name", "c", "--model-name", "a"], environ={})
+    assert config.model_names == ("a", "b", "c")
+
+
+def test_model_name_from_environment():
+    assert opts.load_config([], environ={"DEEPAAS_V2_MODEL": "x"}).model_names == ("x",)
+    config = opts.load_config(["--model-name", "y"], environ={"DEEPAAS_V2_MODEL": "x"})
+    assert config.model_names == ("y",)
+
+
+def test_config_file(tmp_path):
+    path = tmp_path / "deepaas.conf"
+    path.write_text("[DEFAULT]\nlisten_port = 8080\nbase_path = /deep/\nworkers = 3\nplugins =\n")
+    config = opts.load_config(["--config-file", str(path)], environ={})
+    assert config.listen_port == 8080
+    assert config.base_path == "/deep"
+    assert config.workers == 3
+    assert config.plugins == ()
+
+
+def test_debug_sets_log_level():
+    assert opts.load_config(["--debug"], environ={}).log_level == "DEBUG"
+    assert opts.load_config(["--log-level", "WARNING"], environ={}).log_level == "WARNING"
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"base_path": "deepaas"}, "must start with '/'"),
+        ({"base_path": "/a//b"}, "empty segment"),
+        ({"workers": 0}, "workers"),
+        ({"max_train_processes": 0}, "max_train_processes"),
+        ({"client_max_size": -1}, "client_max_size"),
+        ({"listen_port": 70000}, "listen_port"),
+    ],
+)
+def test_invalid_settings_name_the_setting(changes, fragment):
+    with pytest.raises(ConfigurationError, match=fragment):
+        Config(**changes)
+
+
+def test_replace_validates_again():
+    assert Config().replace(workers=4).workers == 4
+    with pytest.raises(ConfigurationError):
+        Config().replace(workers=0)
+
+
+def test_list_opts_exposes_every_option():
+    names = {opt.dest for _, group in opts.list_opts() for opt in group}
+    assert {
+        "listen_ip", "listen_port", "base_path", "model_name", "workers", "warm",
+        "debug", "debug_endpoint", "doc_endpoint", "train_endpoint", "predict_endpoint",
+        "client_max_size", "log_level", "log_file",
+    } <= names

@@ -1,0 +1,77 @@
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from deepaas.exceptions import WorkerCrashed
+from deepaas.executor import RemoteError, ThreadExecutor, run_in_process
+
+
+class Unpicklable(Exception):
+    def __init__(self, handle):
+        super().__init__("cannot pickle me")
+        self.handle = handle
+
+    def __reduce__(self):
+        raise TypeError("no pickling")
+
+
+def _raise_unpicklable():
+    raise Unpicklable(lambda: None)
+
+
+def _kill_self():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _return_lambda():
+    return lambda: None
+
+
+async def test_result_comes_back():
+    assert await run_in_process(pow, 3, 4) == 81
+
+
+async def test_exception_comes_back_as_text_even_if_unpicklable():
+    with pytest.raises(RemoteError) as info:
+        await run_in_process(_raise_unpicklable)
+    assert info.value.type_name == "Unpicklable"
+    assert info.value.message == "cannot pickle me"
+    assert "Traceback" in info.value.traceback_text
+
+
+async def test_unpicklable_result_is_an_error():
+    with pytest.raises(RemoteError, match="cannot be sent back"):
+        await run_in_process(_return_lambda)
+
+
+async def test_dead_worker_is_named():
+    with pytest.raises(WorkerCrashed, match="SIGKILL"):
+        await run_in_process(_kill_self)
+    with pytest.raises(WorkerCrashed, match="exit code 3"):
+        await run_in_process(os._exit, 3)
+
+
+async def test_cancel_kills_the_process():
+    task = asyncio.create_task(run_in_process(time.sleep, 60))
+    await asyncio.sleep(0.5)
+    started = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started < 5
+
+
+async def test_thread_executor_overlaps_calls():
+    executor = ThreadExecutor(4)
+    started = time.monotonic()
+    await asyncio.gather(*(executor.run(time.sleep, 0.3) for _ in range(4)))
+    assert time.monotonic() - started < 1.0
+    executor.shutdown()
+
+
+def test_thread_executor_needs_a_worker():
+    with pytest.raises(ValueError, match="at least 1"):
+        ThreadExecutor(0)
