@@ -8,11 +8,11 @@
     │   ├── ModelNotFound            unknown model name (request or start-up)
     │   ├── ModelLoadError           an entry point failed to import
     │   ├── NoModelsAvailable        nothing installed in the namespace
-    │   ├── ModelMethodNotImplemented the model lacks predict/train/...
-    │   ├── InvalidModelSchema       the model declares a response schema that is not one
+    │   ├── ModelMethodNotImplemented  the model lacks the method
+    │   ├── InvalidModelSchema       the declared response schema is unusable
     │   ├── InvalidModelResponse     the output does not match the declared schema
     │   └── ModelCallError           the model's own code raised
-    ├── ArgumentError                request arguments failed validation (carries messages)
+    ├── ArgumentError                invalid request arguments (messages by field)
     ├── NotAcceptable                the requested media type is not offered
     ├── UnsupportedMediaType         the request body type cannot be read
     ├── JobNotFound                  unknown training id
@@ -97,9 +97,7 @@ class ModelMethodNotImplemented(ModelError):
     """The model does not provide the requested method."""
 
     def __init__(self, name: str, method: str) -> None:
-        super().__init__(
-            f"Model '{name}' does not implement '{method}'", name, method
-        )
+        super().__init__(f"Model '{name}' does not implement '{method}'", name, method)
         self._ctor = (name, method)
 
 

@@ -44,7 +44,9 @@ class ThreadExecutor:
     async def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` in a worker thread and return its result."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        return await loop.run_in_executor(
+            self._pool, functools.partial(fn, *args, **kwargs)
+        )
 
     def shutdown(self) -> None:
         """Stop accepting work; running calls finish in the background."""
@@ -78,11 +80,11 @@ def _child_main(
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         outcome: tuple[str, Any] = ("ok", fn(*args, **kwargs))
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+    except BaseException as exc:
         outcome = ("error", _remote(exc))
     try:
         conn.send(outcome)
-    except Exception as exc:  # noqa: BLE001 - the result itself did not pickle
+    except Exception as exc:
         conn.send(("error", _remote(TypeError(f"result cannot be sent back: {exc}"))))
     finally:
         conn.close()
@@ -117,7 +119,7 @@ async def run_in_process(
     # Only the child holds the write end now: its death makes the pipe readable.
     writer.close()
     ready: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(reader.fileno(), lambda: ready.done() or ready.set_result(None))
+    loop.add_reader(reader.fileno(), _resolve, ready)
     try:
         await ready
         try:
@@ -138,6 +140,11 @@ async def run_in_process(
     if status == "error":
         raise value
     return value
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _stop(process: multiprocessing.process.BaseProcess) -> None:

@@ -21,7 +21,9 @@ def test_defaults_are_those_of_2x():
 
 
 def test_model_name_repeated_or_comma_separated():
-    config = opts.load_config(["--model-name", "a,b", "--model-name", "c", "--model-name", "a"], environ={})
+    config = opts.load_config(
+        ["--model-name", "a,b", "--model-name", "c", "--model-name", "a"], environ={}
+    )
     assert config.model_names == ("a", "b", "c")
 
 
@@ -33,7 +35,9 @@ def test_model_name_from_environment():
 
 def test_config_file(tmp_path):
     path = tmp_path / "deepaas.conf"
-    path.write_text("[DEFAULT]\nlisten_port = 8080\nbase_path = /deep/\nworkers = 3\nplugins =\n")
+    path.write_text(
+        "[DEFAULT]\nlisten_port = 8080\nbase_path = /deep/\nworkers = 3\nplugins =\n"
+    )
     config = opts.load_config(["--config-file", str(path)], environ={})
     assert config.listen_port == 8080
     assert config.base_path == "/deep"
@@ -43,7 +47,9 @@ def test_config_file(tmp_path):
 
 def test_debug_sets_log_level():
     assert opts.load_config(["--debug"], environ={}).log_level == "DEBUG"
-    assert opts.load_config(["--log-level", "WARNING"], environ={}).log_level == "WARNING"
+    assert (
+        opts.load_config(["--log-level", "WARNING"], environ={}).log_level == "WARNING"
+    )
 
 
 @pytest.mark.parametrize(
@@ -71,7 +77,18 @@ def test_replace_validates_again():
 def test_list_opts_exposes_every_option():
     names = {opt.dest for _, group in opts.list_opts() for opt in group}
     assert {
-        "listen_ip", "listen_port", "base_path", "model_name", "workers", "warm",
-        "debug", "debug_endpoint", "doc_endpoint", "train_endpoint", "predict_endpoint",
-        "client_max_size", "log_level", "log_file",
+        "listen_ip",
+        "listen_port",
+        "base_path",
+        "model_name",
+        "workers",
+        "warm",
+        "debug",
+        "debug_endpoint",
+        "doc_endpoint",
+        "train_endpoint",
+        "predict_endpoint",
+        "client_max_size",
+        "log_level",
+        "log_file",
     } <= names

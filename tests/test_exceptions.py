@@ -60,5 +60,8 @@ def test_messages_name_what_is_wrong():
     assert exceptions.ModelLoadError("m", "No module named x").message == (
         "Model 'm' could not be loaded: No module named x"
     )
-    assert exceptions.ArgumentError({"b": [], "a": []}).message == "Invalid arguments: a, b"
+    assert (
+        exceptions.ArgumentError({"b": [], "a": []}).message
+        == "Invalid arguments: a, b"
+    )
     assert exceptions.ModelNotFound("zz").name == "zz"

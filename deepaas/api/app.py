@@ -66,7 +66,9 @@ def create_app(
     app.add_subapp(f"{base}/v2", v2app)
     app[versions.V2_APP] = v2app
     app.router.add_get(f"{base}/", versions.root, name="versions", allow_head=False)
-    docs.setup_docs(app, title=TITLE, version=deepaas.__version__, description=DESCRIPTION)
+    docs.setup_docs(
+        app, title=TITLE, version=deepaas.__version__, description=DESCRIPTION
+    )
     for name, setup in plugins:
         _LOG.info("Loading plugin %r", name)
         setup(app)

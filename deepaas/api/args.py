@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import marshmallow
 from aiohttp import BodyPartReader, web
-from multidict import MultiDict, MultiDictProxy
+from multidict import MultiDict
 from webargs.multidictproxy import MultiDictProxy as SchemaMultiDict
 
 from deepaas.api.errors import RequestTooLarge
@@ -45,10 +45,14 @@ class ArgSpec:
         self.accept_choices = list(accept_choices or [])
         self.files = frozenset(n for n, f in fields.items() if _fields.is_file(f))
         # ``accept`` is negotiated (header, */*, q-values), not validated as a string.
-        plain = {n: f for n, f in fields.items() if not (n == ACCEPT and self.accept_choices)}
+        plain = {
+            n: f for n, f in fields.items() if not (n == ACCEPT and self.accept_choices)
+        }
         self.schema = marshmallow.Schema.from_dict(plain, name="Arguments")()
 
-    def validate(self, data: MultiDict[Any], accept_header: str | None = None) -> dict[str, Any]:
+    def validate(
+        self, data: MultiDict[Any], accept_header: str | None = None
+    ) -> dict[str, Any]:
         """Validate raw values; raises :class:`ArgumentError` naming the fields."""
         accept = None
         if self.accept_choices:
@@ -60,9 +64,11 @@ class ArgSpec:
                 raise ArgumentError(
                     {name: ["Expected an uploaded file (multipart/form-data)"]}
                 )
-        proxy = SchemaMultiDict(MultiDictProxy(data), self.schema)
+        proxy = SchemaMultiDict(data, self.schema)
         try:
-            loaded: dict[str, Any] = self.schema.load(proxy, unknown=marshmallow.EXCLUDE)
+            loaded: dict[str, Any] = self.schema.load(
+                proxy, unknown=marshmallow.EXCLUDE
+            )
         except marshmallow.ValidationError as err:
             raise ArgumentError(_messages(err.messages)) from None
         if accept is not None:
@@ -81,7 +87,9 @@ class ModelArgs:
 class Arguments:
     """Validated arguments of one call, and the temporary files they refer to."""
 
-    def __init__(self, values: dict[str, Any], files: dict[str, UploadedFile], tmpdir: str | None) -> None:
+    def __init__(
+        self, values: dict[str, Any], files: dict[str, UploadedFile], tmpdir: str | None
+    ) -> None:
         self.values = values
         self.files = files
         self._tmpdir = tmpdir
@@ -104,8 +112,10 @@ class Arguments:
             self._tmpdir = None
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
+    # Job records must survive a JSON store: anything exotic becomes its text.
+    result: dict[str, Any] = json.loads(json.dumps(value, default=str))
+    return result
 
 
 async def parse(
@@ -153,7 +163,9 @@ async def parse(
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
         raise
-    return Arguments(values, {k: v for k, v in values.items() if isinstance(v, UploadedFile)}, tmpdir)
+    return Arguments(
+        values, {k: v for k, v in values.items() if isinstance(v, UploadedFile)}, tmpdir
+    )
 
 
 async def _read_json(request: web.Request) -> list[tuple[str, Any]]:
@@ -183,7 +195,9 @@ async def _read_multipart(
         try:
             part = await reader.next()
         except (ValueError, AssertionError) as err:
-            raise ArgumentError({"form": [f"Malformed multipart body: {err}"]}) from None
+            raise ArgumentError(
+                {"form": [f"Malformed multipart body: {err}"]}
+            ) from None
         if part is None:
             return
         if not isinstance(part, BodyPartReader):
@@ -207,7 +221,9 @@ async def _read_multipart(
             total += len(raw)
             _check_size(total, max_size)
             if len(raw) > _MAX_TEXT_FIELD:
-                raise ArgumentError({name: [f"Field value larger than {_MAX_TEXT_FIELD} bytes"]})
+                raise ArgumentError(
+                    {name: [f"Field value larger than {_MAX_TEXT_FIELD} bytes"]}
+                )
             try:
                 data.add(name, raw.decode(part.get_charset("utf-8")))
             except (UnicodeDecodeError, LookupError):

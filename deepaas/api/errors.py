@@ -1,4 +1,4 @@
-"""The one place where exceptions become HTTP answers: always JSON, never a traceback."""
+"""The one place where exceptions become HTTP answers: JSON, never a traceback."""
 
 from __future__ import annotations
 
@@ -60,7 +60,11 @@ def _from_deepaas(error: exc.DeepaasError) -> web.Response:
 def _from_http(error: web.HTTPException) -> web.StreamResponse:
     if error.status < 400 or error.content_type == "application/json":
         return error
-    text = error.text if error.text and not error.text.startswith(f"{error.status}:") else None
+    text = (
+        error.text
+        if error.text and not error.text.startswith(f"{error.status}:")
+        else None
+    )
     message = text or error.reason
     response = json_error(error.status, message)
     for name in ("Allow", "Retry-After", "WWW-Authenticate"):
@@ -70,7 +74,9 @@ def _from_http(error: web.HTTPException) -> web.StreamResponse:
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def error_middleware(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
     """Answer every failure with a JSON body and the status its class maps to."""
     try:
         return await handler(request)
@@ -82,4 +88,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _from_http(error)
     except Exception:
         _LOG.exception("Unexpected error answering %s %s", request.method, request.path)
-        return json_error(500, "Internal server error; the details are in the server log")
+        return json_error(
+            500, "Internal server error; the details are in the server log"
+        )

@@ -88,11 +88,15 @@ def _json_response(body: Any, status: int = 200) -> web.Response:
     try:
         text = dumps(body)
     except (TypeError, ValueError) as err:
-        raise InvalidModelResponse(f"The model's result cannot be sent as JSON: {err}") from None
+        raise InvalidModelResponse(
+            f"The model's result cannot be sent as JSON: {err}"
+        ) from None
     return web.Response(text=text, status=status, content_type=JSON)
 
 
-def respond(model: ModelWrapper, result: Any, media_type: str) -> web.StreamResponse | _FileBody:
+def respond(
+    model: ModelWrapper, result: Any, media_type: str
+) -> web.StreamResponse | _FileBody:
     """Build the answer for ``result`` in ``media_type`` (files are streamed later)."""
     if is_json(media_type):
         if _is_file_like(result):
@@ -107,9 +111,15 @@ def respond(model: ModelWrapper, result: Any, media_type: str) -> web.StreamResp
         return web.Response(body=bytes(result), content_type=media_type)
     if isinstance(result, ReturnedFile):
         if not result.filename:
-            raise InvalidModelResponse(f"Model '{model.name}' returned a file without a path")
-        return _FileBody(result.filename, result.content_type or media_type, None, result.name)
-    if isinstance(result, os.PathLike) or (isinstance(result, str) and os.path.isfile(result)):
+            raise InvalidModelResponse(
+                f"Model '{model.name}' returned a file without a path"
+            )
+        return _FileBody(
+            result.filename, result.content_type or media_type, None, result.name
+        )
+    if isinstance(result, os.PathLike) or (
+        isinstance(result, str) and os.path.isfile(result)
+    ):
         return _FileBody(os.fspath(result), media_type, None, None)
     if isinstance(result, io.IOBase) or hasattr(result, "read"):
         return _FileBody(None, media_type, result, None)
@@ -125,7 +135,9 @@ def _is_file_like(value: Any) -> bool:
 class _FileBody:
     """A file answer, streamed in chunks read off the event loop."""
 
-    def __init__(self, path: str | None, media_type: str, handle: Any, name: str | None) -> None:
+    def __init__(
+        self, path: str | None, media_type: str, handle: Any, name: str | None
+    ) -> None:
         self.path = path
         self.media_type = media_type
         self.handle = handle
@@ -140,14 +152,20 @@ class _FileBody:
                 try:
                     handle = await asyncio.to_thread(open, self.path, "rb")
                 except OSError as err:
-                    raise InvalidModelResponse(f"The model's result file cannot be read: {err.strerror}") from None
+                    raise InvalidModelResponse(
+                        f"The model's result file cannot be read: {err.strerror}"
+                    ) from None
             response = web.StreamResponse()
             response.content_type = self.media_type
             if self.name:
-                response.headers["Content-Disposition"] = f'inline; filename="{os.path.basename(self.name)}"'
+                response.headers["Content-Disposition"] = (
+                    f'inline; filename="{os.path.basename(self.name)}"'
+                )
             await response.prepare(request)
             while chunk := await asyncio.to_thread(handle.read, _CHUNK):
-                await response.write(chunk if isinstance(chunk, bytes) else str(chunk).encode())
+                await response.write(
+                    chunk if isinstance(chunk, bytes) else str(chunk).encode()
+                )
             await response.write_eof()
             return response
         finally:

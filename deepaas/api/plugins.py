@@ -1,10 +1,10 @@
 """Server plugins: callables found in the ``deepaas.plugins`` namespace.
 
 A plugin is ``setup(app: aiohttp.web.Application) -> None``, called once while
-the application is built. It may add routes, sub-applications, ``on_startup``/``on_cleanup``
-hooks and ``cleanup_ctx`` contexts, and read the served models and configuration
-through the keys of :mod:`deepaas.api.keys`. The marketplace and the dashboard are
-plugins of this kind.
+the application is built. It may add routes, sub-applications,
+``on_startup``/``on_cleanup`` hooks and ``cleanup_ctx`` contexts, and read the
+served models and configuration through the keys of :mod:`deepaas.api.keys`. The
+marketplace and the dashboard are plugins of this kind.
 """
 
 from __future__ import annotations
@@ -30,7 +30,12 @@ def load_plugins(names: Sequence[str] | None = None) -> list[tuple[str, Plugin]]
         ConfigurationError: A named plugin is not installed, or one fails to load.
     """
     installed = sorted(
-        {ep.name for ep in stevedore.NamedExtensionManager(NAMESPACE, names=[]).list_entry_points()}
+        {
+            ep.name
+            for ep in stevedore.NamedExtensionManager(
+                NAMESPACE, names=[]
+            ).list_entry_points()
+        }
     )
     chosen = installed if names is None else list(names)
     missing = [n for n in chosen if n not in installed]
@@ -40,8 +45,9 @@ def load_plugins(names: Sequence[str] | None = None) -> list[tuple[str, Plugin]]
         )
 
     def fail(_manager: Any, entry_point: Any, exc: BaseException) -> None:
+        cause = f"{type(exc).__name__}: {exc}"
         raise ConfigurationError(
-            f"Plugin '{entry_point.name}' could not be loaded: {type(exc).__name__}: {exc}"
+            f"Plugin '{entry_point.name}' could not be loaded: {cause}"
         ) from exc
 
     manager = stevedore.NamedExtensionManager(

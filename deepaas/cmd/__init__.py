@@ -1,1 +1,1 @@
-"""Command-line entry points: the only layer that reads oslo.config and the environment."""
+"""Command-line entry points: the only layer reading oslo.config and the environment."""

@@ -22,7 +22,8 @@ BANNER = """\
 DEEPaaS API {version}
 
     API documentation: {base}/api
-    API specification: {base}/swagger.json (Swagger 2.0), {base}/openapi.json (OpenAPI 3.1)
+    API specification: {base}/swagger.json (Swagger 2.0)
+                       {base}/openapi.json (OpenAPI 3.1)
           V2 endpoint: {base}/v2/
 """
 

@@ -1,4 +1,4 @@
-"""What a training process runs: re-create the model by its import target, then train."""
+"""What a training process runs: re-create the model from its target, then train."""
 
 from __future__ import annotations
 

@@ -34,7 +34,9 @@ class JobManager:
         warm: Call the model's ``warm()`` in the training process first.
     """
 
-    def __init__(self, store: JobStore, *, max_running: int = 1, warm: bool = True) -> None:
+    def __init__(
+        self, store: JobStore, *, max_running: int = 1, warm: bool = True
+    ) -> None:
         self.store = store
         self._warm = warm
         self._slots = asyncio.Semaphore(max_running)
@@ -112,7 +114,9 @@ class JobManager:
             self._finish(job, JobStatus.CANCELLED, message="Training cancelled")
             raise
         except RemoteError as exc:
-            _LOG.error("Training %s of %r failed:\n%s", job.uuid, job.model, exc.traceback_text)
+            _LOG.error(
+                "Training %s of %r failed:\n%s", job.uuid, job.model, exc.traceback_text
+            )
             self._finish(job, JobStatus.ERROR, message=_message(exc))
         except Exception as exc:
             _LOG.exception("Training %s of %r failed", job.uuid, job.model)
@@ -128,7 +132,12 @@ class JobManager:
                     _LOG.exception("Cleaning up after training %s failed", job.uuid)
 
     def _finish(
-        self, job: Job, status: JobStatus, *, result: Any = None, message: str | None = None
+        self,
+        job: Job,
+        status: JobStatus,
+        *,
+        result: Any = None,
+        message: str | None = None,
     ) -> None:
         job.status = status
         job.finished = _dt.datetime.now()

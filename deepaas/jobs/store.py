@@ -14,7 +14,7 @@ __all__ = ["Job", "JobStatus", "JobStore", "MemoryJobStore"]
 
 
 class JobStatus(str, enum.Enum):
-    """States of a training, with the values 2.x clients read (``done``, not ``completed``)."""
+    """States of a training, as 2.x clients read them (``done``, not ``completed``)."""
 
     QUEUED = "queued"
     RUNNING = "running"

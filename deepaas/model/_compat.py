@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import operator
 from typing import Any
 
 from marshmallow import fields
@@ -42,7 +43,7 @@ def install() -> None:
     known = set(inspect.signature(original).parameters) - {"self"}
 
     @functools.wraps(original)
-    def __init__(self: fields.Field, *args: Any, **kwargs: Any) -> None:  # noqa: N807
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         legacy = {k: kwargs.pop(k) for k in list(kwargs) if k not in known}
         if legacy:
             if "missing" in legacy and "load_default" not in kwargs:
@@ -60,5 +61,5 @@ def install() -> None:
     # 2.x code also reads these attributes back.
     for old, new in (("missing", "load_default"), ("default", "dump_default")):
         if not hasattr(fields.Field, old):
-            setattr(fields.Field, old, property(lambda self, _n=new: getattr(self, _n)))
+            setattr(fields.Field, old, property(operator.attrgetter(new)))
     _LOG.debug("marshmallow %s: accepting marshmallow-3 field keywords", _major())

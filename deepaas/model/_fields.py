@@ -8,7 +8,7 @@ keywords (marshmallow 3 stores them in ``field.metadata``); modern modules pass
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import marshmallow
 from marshmallow import fields, validate
@@ -24,31 +24,36 @@ __all__ = [
     "to_field_map",
 ]
 
-FieldMap = dict[str, fields.Field]
+if TYPE_CHECKING:
+    AnyField = fields.Field[Any]
+else:
+    AnyField = fields.Field
+
+FieldMap = dict[str, AnyField]
 
 
-def meta(field: fields.Field) -> Mapping[str, Any]:
+def meta(field: AnyField) -> Mapping[str, Any]:
     """The field's free-form metadata, whichever way it was declared."""
     return field.metadata or {}
 
 
-def description(field: fields.Field) -> str:
+def description(field: AnyField) -> str:
     """The human description of an argument, or an empty string."""
     return str(meta(field).get("description") or "")
 
 
-def is_file(field: fields.Field) -> bool:
+def is_file(field: AnyField) -> bool:
     """Whether the argument is an uploaded file (2.x: ``type="file"``)."""
     return meta(field).get("type") == "file"
 
 
-def location(field: fields.Field) -> str | None:
+def location(field: AnyField) -> str | None:
     """The declared location (``form``, ``query``, ``headers``...), if any."""
     value = meta(field).get("location")
     return str(value) if value else None
 
 
-def choices(field: fields.Field) -> list[Any] | None:
+def choices(field: AnyField) -> list[Any] | None:
     """Allowed values, from ``validate.OneOf`` or a declared ``enum``."""
     validators = field.validators or []
     for validator in validators:
@@ -58,7 +63,7 @@ def choices(field: fields.Field) -> list[Any] | None:
     return list(enum) if enum else None
 
 
-def default(field: fields.Field) -> Any:
+def default(field: AnyField) -> Any:
     """The value used when the argument is absent (``marshmallow.missing`` if none)."""
     value = field.load_default
     return value() if callable(value) else value

@@ -22,7 +22,14 @@ from deepaas.model.v2.wrapper import ModelWrapper
 __all__ = ["NAMESPACE", "available_models", "instantiate", "load_models", "resolve"]
 
 NAMESPACE = "deepaas.v2.model"
-_CONTRACT = ("get_metadata", "warm", "get_predict_args", "predict", "get_train_args", "train")
+_CONTRACT = (
+    "get_metadata",
+    "warm",
+    "get_predict_args",
+    "predict",
+    "get_train_args",
+    "train",
+)
 _LOG = logging.getLogger(__name__)
 
 
@@ -150,5 +157,5 @@ def resolve(target: str) -> Any:
 
 def _entry_points() -> list[Any]:
     # Named with no names: stevedore discovers the entry points but imports none.
-    manager = stevedore.NamedExtensionManager(NAMESPACE, names=[])
+    manager: Any = stevedore.NamedExtensionManager(NAMESPACE, names=[])
     return list(manager.list_entry_points())

@@ -25,7 +25,9 @@ class Predictor:
     async def predict(self, **kwargs: Any) -> Any:
         """Return the model's prediction for validated ``kwargs``."""
         if self.model.is_async("predict"):
-            return await self.model.finish("predict", self.model.call("predict", **kwargs))
+            return await self.model.finish(
+                "predict", self.model.call("predict", **kwargs)
+            )
         return await self._executor.run(self.model.call, "predict", **kwargs)
 
     async def warm(self) -> None:

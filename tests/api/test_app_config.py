@@ -78,7 +78,9 @@ async def test_missing_methods_are_501(aiohttp_client):
     client = await aiohttp_client(_app(minimal=Minimal))
     resp = await client.post("/v2/models/minimal/predict/")
     assert resp.status == 501
-    assert await resp.json() == {"message": "Model 'minimal' does not implement 'predict'"}
+    assert await resp.json() == {
+        "message": "Model 'minimal' does not implement 'predict'"
+    }
     resp = await client.get("/v2/models/minimal/")
     assert resp.status == 200
     assert "Could not load description" in (await resp.json())["description"]
@@ -93,10 +95,14 @@ async def test_train_missing_is_501(aiohttp_client):
 async def test_warm_runs_at_startup_unless_disabled(aiohttp_client):
     Warmed.warmed = 0
     client = await aiohttp_client(_app(warmed=Warmed))
-    assert (await (await client.post("/v2/models/warmed/predict/")).json())["predictions"] == {"warmed": 1}
+    assert (await (await client.post("/v2/models/warmed/predict/")).json())[
+        "predictions"
+    ] == {"warmed": 1}
     Warmed.warmed = 0
     client = await aiohttp_client(_app(Config(warm=False), warmed=Warmed))
-    assert (await (await client.post("/v2/models/warmed/predict/")).json())["predictions"] == {"warmed": 0}
+    assert (await (await client.post("/v2/models/warmed/predict/")).json())[
+        "predictions"
+    ] == {"warmed": 0}
 
 
 async def test_coroutine_predict_is_awaited(aiohttp_client):
@@ -121,30 +127,44 @@ async def test_response_not_matching_schema_is_500(aiohttp_client):
 
 @pytest.mark.parametrize(
     ("kind", "content_type", "body"),
-    [("returned", "image/png", b"file-body"), ("path", "image/png", b"file-body"), ("bytes", "image/png", b"raw-bytes")],
+    [
+        ("returned", "image/png", b"file-body"),
+        ("path", "image/png", b"file-body"),
+        ("bytes", "image/png", b"raw-bytes"),
+    ],
 )
-async def test_file_results_are_streamed(aiohttp_client, tmp_path, monkeypatch, kind, content_type, body):
+async def test_file_results_are_streamed(
+    aiohttp_client, tmp_path, monkeypatch, kind, content_type, body
+):
     target = tmp_path / "result.png"
     target.write_bytes(b"file-body")
     monkeypatch.setenv("DEEPAAS_TEST_FILE", str(target))
     client = await aiohttp_client(_app(files=FileReturner))
     resp = await client.post(
-        "/v2/models/files/predict/", params={"kind": kind}, headers={"Accept": "image/png"}
+        "/v2/models/files/predict/",
+        params={"kind": kind},
+        headers={"Accept": "image/png"},
     )
     assert resp.status == 200
     assert resp.content_type == content_type
     assert await resp.read() == body
 
 
-async def test_first_accept_choice_is_the_default(aiohttp_client, tmp_path, monkeypatch):
+async def test_first_accept_choice_is_the_default(
+    aiohttp_client, tmp_path, monkeypatch
+):
     monkeypatch.setenv("DEEPAAS_TEST_FILE", str(tmp_path / "x"))
     client = await aiohttp_client(_app(files=FileReturner))
     # No Accept header at all: the first declared choice.
     resp = await client.post(
-        "/v2/models/files/predict/", params={"kind": "bytes"}, skip_auto_headers=["Accept"]
+        "/v2/models/files/predict/",
+        params={"kind": "bytes"},
+        skip_auto_headers=["Accept"],
     )
     assert resp.content_type == "image/png"
-    resp = await client.post("/v2/models/files/predict/", params={"kind": "json"}, headers={"Accept": "*/*"})
+    resp = await client.post(
+        "/v2/models/files/predict/", params={"kind": "json"}, headers={"Accept": "*/*"}
+    )
     assert resp.content_type == "application/json"
 
 
@@ -154,7 +174,10 @@ async def test_base_path_applies_to_every_route(aiohttp_client):
     assert (await client.get("/v2/models/")).status == 404
     body = await (await client.get("/deepaas/")).json()
     assert body["versions"][0]["links"][0]["href"] == "/deepaas/v2/"
-    assert {link["href"] for link in body["links"]} == {"/deepaas/api", "/deepaas/swagger.json"}
+    assert {link["href"] for link in body["links"]} == {
+        "/deepaas/api",
+        "/deepaas/swagger.json",
+    }
     assert (await client.get("/deepaas/swagger.json")).status == 200
 
 

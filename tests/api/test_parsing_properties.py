@@ -44,9 +44,7 @@ def test_negotiation_returns_an_offered_type_or_422(offered, ranges):
 def test_wildcard_prefers_json(offered):
     expected = "application/json" if "application/json" in offered else offered[0]
     assert negotiate(offered, "*/*") == expected
-    assert negotiate([*offered, "application/json"], "*/*") == (
-        "application/json"
-    )
+    assert negotiate([*offered, "application/json"], "*/*") == ("application/json")
 
 
 @given(st.text(max_size=40))
@@ -70,7 +68,11 @@ SPEC = ArgSpec(
 )
 
 
-@given(st.integers(-1000, 1000), st.booleans(), st.lists(st.text(min_size=1, max_size=5), max_size=4))
+@given(
+    st.integers(-1000, 1000),
+    st.booleans(),
+    st.lists(st.text(min_size=1, max_size=5), max_size=4),
+)
 def test_valid_query_values_round_trip(n, flag, tags):
     data = MultiDict([("n", str(n)), ("flag", str(flag))] + [("tags", t) for t in tags])
     values = SPEC.validate(data)
@@ -79,7 +81,11 @@ def test_valid_query_values_round_trip(n, flag, tags):
     assert values["tags"] == tags
 
 
-@given(st.dictionaries(st.sampled_from(["n", "flag", "mode", "other"]), st.text(max_size=10)))
+@given(
+    st.dictionaries(
+        st.sampled_from(["n", "flag", "mode", "other"]), st.text(max_size=10)
+    )
+)
 def test_any_input_validates_or_names_the_bad_fields(raw):
     try:
         values = SPEC.validate(MultiDict(raw))

@@ -42,7 +42,9 @@ class _BufferHandler(logging.Handler):
     def __init__(self, buffer: collections.deque[str]) -> None:
         super().__init__()
         self._buffer = buffer
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
 
     def emit(self, record: logging.LogRecord) -> None:
         self._buffer.append(self.format(record) + "\n")
@@ -55,8 +57,8 @@ async def capture(app: web.Application) -> AsyncIterator[None]:
     handler = _BufferHandler(buffer)
     root = logging.getLogger()
     old_out, old_err = sys.stdout, sys.stderr
-    sys.stdout = _Tee(old_out, buffer)  # type: ignore[assignment]
-    sys.stderr = _Tee(old_err, buffer)  # type: ignore[assignment]
+    sys.stdout = _Tee(old_out, buffer)
+    sys.stderr = _Tee(old_err, buffer)
     root.addHandler(handler)
     try:
         yield
@@ -68,4 +70,5 @@ async def capture(app: web.Application) -> AsyncIterator[None]:
 @routes.get("/debug/", allow_head=False)
 async def debug(request: web.Request) -> web.Response:
     """Return the captured output as plain text."""
-    return web.Response(text="".join(request.config_dict[DEBUG_BUFFER]))
+    buffer: collections.deque[str] = request.app[DEBUG_BUFFER]
+    return web.Response(text="".join(buffer))

@@ -17,7 +17,11 @@ routes = web.RouteTableDef()
 
 async def _describe(model: ModelWrapper, href: str) -> dict[str, Any]:
     # Metadata keys override id and name, as in 2.x.
-    meta = {"id": model.name, "name": model.name, "links": [{"rel": "self", "href": href}]}
+    meta = {
+        "id": model.name,
+        "name": model.name,
+        "links": [{"rel": "self", "href": href}],
+    }
     meta.update(await _lookup.metadata(model))
     return meta
 

@@ -24,7 +24,11 @@ async def predict(request: web.Request) -> web.StreamResponse:
     arguments = await args.parse(request, spec, max_size=max_size)
     try:
         kwargs = arguments.values
-        media_type = kwargs.get(ACCEPT, media.JSON_TYPE) if spec.accept_choices else media.JSON_TYPE
+        media_type = (
+            kwargs.get(ACCEPT, media.JSON_TYPE)
+            if spec.accept_choices
+            else media.JSON_TYPE
+        )
         result = await request.config_dict[PREDICTORS][model.name].predict(**kwargs)
         answer = media.respond(model, result, media_type)
         if isinstance(answer, web.StreamResponse):

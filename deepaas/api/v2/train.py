@@ -55,7 +55,10 @@ async def start(request: web.Request) -> web.Response:
     )
     try:
         job = await request.config_dict[JOBS].start(
-            model, arguments.values, public_args=arguments.public(), cleanup=arguments.cleanup
+            model,
+            arguments.values,
+            public_args=arguments.public(),
+            cleanup=arguments.cleanup,
         )
     except BaseException:
         await asyncio.to_thread(arguments.cleanup)

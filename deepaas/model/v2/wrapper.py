@@ -165,9 +165,14 @@ class ModelWrapper:
 
     def _failure(self, method: str, exc: Exception) -> ModelCallError:
         _LOG.error(
-            "Model %r raised in %s()", self.name, method, exc_info=(type(exc), exc, exc.__traceback__)
+            "Model %r raised in %s()",
+            self.name,
+            method,
+            exc_info=(type(exc), exc, exc.__traceback__),
         )
-        return ModelCallError(f"Model '{self.name}' {method}() failed: {_describe(exc)}")
+        return ModelCallError(
+            f"Model '{self.name}' {method}() failed: {_describe(exc)}"
+        )
 
     def warm(self) -> None:
         """Call the model's ``warm()`` if it has one."""
@@ -190,7 +195,9 @@ class ModelWrapper:
         try:
             self.response_schema().load(value)
         except marshmallow.ValidationError as exc:
-            _LOG.error("Model %r returned an invalid response: %s", self.name, exc.messages)
+            _LOG.error(
+                "Model %r returned an invalid response: %s", self.name, exc.messages
+            )
             raise InvalidModelResponse(
                 f"Model '{self.name}' returned a response that does not match its "
                 f"schema: {exc.messages}"
@@ -223,7 +230,9 @@ def _response_schema(name: str, schema: Any) -> type[marshmallow.Schema] | None:
             fields = _fields.to_field_map(schema, f"{name}.schema")
             return marshmallow.Schema.from_dict(fields, name="ModelPredictionResponse")
         except (TypeError, ValueError) as exc:
-            raise InvalidModelSchema(f"Model '{name}' schema is invalid: {exc}") from exc
+            raise InvalidModelSchema(
+                f"Model '{name}' schema is invalid: {exc}"
+            ) from exc
     raise InvalidModelSchema(
         f"Model '{name}' schema must be a dict of fields or a marshmallow Schema, "
         f"got {type(schema).__name__}"

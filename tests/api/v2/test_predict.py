@@ -46,7 +46,9 @@ async def test_arguments_from_every_location(client, send):
 async def test_arguments_from_multipart_form(client):
     form = aiohttp.FormData()
     form.add_field("count", "4")
-    form.add_field("image", b"\x89PNG" + b"x" * 5000, filename="pic.png", content_type="image/png")
+    form.add_field(
+        "image", b"\x89PNG" + b"x" * 5000, filename="pic.png", content_type="image/png"
+    )
     resp = await client.post(PREDICT, data=form)
     assert resp.status == 200
     image = (await resp.json())["predictions"]["image"]
@@ -105,18 +107,24 @@ async def test_unknown_arguments_are_ignored(client):
 
 
 async def test_json_body_must_be_an_object(client):
-    resp = await client.post(PREDICT, data="[1, 2]", headers={"Content-Type": "application/json"})
+    resp = await client.post(
+        PREDICT, data="[1, 2]", headers={"Content-Type": "application/json"}
+    )
     assert resp.status == 422
     assert "json" in (await resp.json())["errors"]
 
 
 async def test_malformed_json_is_422(client):
-    resp = await client.post(PREDICT, data="{nope", headers={"Content-Type": "application/json"})
+    resp = await client.post(
+        PREDICT, data="{nope", headers={"Content-Type": "application/json"}
+    )
     assert resp.status == 422
 
 
 async def test_unreadable_body_type_is_415(client):
-    resp = await client.post(PREDICT, data=b"<x/>", headers={"Content-Type": "application/xml"})
+    resp = await client.post(
+        PREDICT, data=b"<x/>", headers={"Content-Type": "application/xml"}
+    )
     assert resp.status == 415
     assert "application/xml" in (await resp.json())["message"]
 
@@ -130,7 +138,11 @@ async def test_unreadable_body_type_is_415(client):
         ({"Accept": "*/*"}, {}, "application/json"),
         ({"Accept": "text/plain"}, {}, "text/plain"),
         ({"Accept": "image/png"}, {}, "image/png"),
-        ({"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"}, {}, "application/json"),
+        (
+            {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"},
+            {},
+            "application/json",
+        ),
         ({"Accept": "text/plain;q=0.5, image/png"}, {}, "image/png"),
         ({}, {"accept": "text/plain"}, "text/plain"),
         ({"Accept": "image/png"}, {"accept": "text/plain"}, "text/plain"),
@@ -220,5 +232,9 @@ async def test_no_temp_files_left_after_failed_validation(client):
     form.add_field("image", b"data", filename="x.bin")
     resp = await client.post(PREDICT, data=form)
     assert resp.status == 422
-    leftovers = {n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("deepaas-")}
+    leftovers = {
+        n
+        for n in set(os.listdir(tempfile.gettempdir())) - before
+        if n.startswith("deepaas-")
+    }
     assert leftovers == set()

@@ -86,7 +86,9 @@ async def test_invalid_train_argument_is_422(client):
 
 
 async def test_static_class_trains_in_a_process(client):
-    job = await (await client.post("/v2/models/static/train/", params={"epochs": 2})).json()
+    job = await (
+        await client.post("/v2/models/static/train/", params={"epochs": 2})
+    ).json()
     body = await _wait_for_model(client, "static", job["uuid"])
     assert body["result"]["output"] == {"epochs": 2, "loss": 0.2}
 
