@@ -13,6 +13,7 @@
     │   ├── InvalidModelResponse     the output does not match the declared schema
     │   └── ModelCallError           the model's own code raised
     ├── ArgumentError                invalid request arguments (messages by field)
+    ├── MalformedRequest             the body cannot be parsed (bad JSON, broken multipart)
     ├── NotAcceptable                the requested media type is not offered
     ├── UnsupportedMediaType         the request body type cannot be read
     ├── JobNotFound                  unknown training id
@@ -33,6 +34,7 @@ __all__ = [
     "InvalidModelResponse",
     "InvalidModelSchema",
     "JobNotFound",
+    "MalformedRequest",
     "ModelCallError",
     "ModelError",
     "ModelLoadError",
@@ -129,6 +131,14 @@ class ArgumentError(DeepaasError):
     def messages(self) -> dict[str, Any]:
         """The per-argument error messages."""
         return dict(self.args[1])
+
+
+class MalformedRequest(ArgumentError):
+    """The request body is not well-formed (invalid JSON, broken multipart).
+
+    An :class:`ArgumentError` so clients get the same per-field body shape
+    (2.x answered ``{"json": ["Invalid JSON body."]}`` with status 400).
+    """
 
 
 class NotAcceptable(DeepaasError):

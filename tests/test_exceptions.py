@@ -17,6 +17,7 @@ SAMPLES = {
     exceptions.ModelLoadError: ("m", "cause"),
     exceptions.ModelMethodNotImplemented: ("m", "predict"),
     exceptions.ArgumentError: ({"x": ["bad"]},),
+    exceptions.MalformedRequest: ({"json": ["bad"]},),
     exceptions.JobNotFound: ("abc",),
 }
 
@@ -47,6 +48,7 @@ def test_every_error_survives_pickling(cls):
         (exceptions.ModelMethodNotImplemented("m", "train"), 501),
         (exceptions.ArgumentError({"a": ["b"]}), 422),
         (exceptions.UnsupportedMediaType("x"), 415),
+        (exceptions.MalformedRequest({"json": ["x"]}), 400),
         (RequestTooLarge("x"), 413),
         (exceptions.ModelCallError("x"), 500),
         (exceptions.WorkerCrashed("x"), 500),

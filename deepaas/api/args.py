@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 import marshmallow
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
 from multidict import MultiDict
 from webargs.multidictproxy import MultiDictProxy as SchemaMultiDict
 
 from deepaas.api.errors import RequestTooLarge
 from deepaas.api.media import negotiate
-from deepaas.exceptions import ArgumentError, UnsupportedMediaType
+from deepaas.exceptions import ArgumentError, MalformedRequest, UnsupportedMediaType
 from deepaas.model import _fields
 from deepaas.model.v2.wrapper import ACCEPT, ModelWrapper, UploadedFile
 
@@ -172,7 +172,7 @@ async def _read_json(request: web.Request) -> list[tuple[str, Any]]:
     try:
         body = await request.json()
     except (ValueError, UnicodeDecodeError) as err:
-        raise ArgumentError({"json": [f"Invalid JSON body: {err}"]}) from None
+        raise MalformedRequest({"json": [f"Invalid JSON body: {err}"]}) from None
     if not isinstance(body, dict):
         raise ArgumentError({"json": ["The JSON body must be an object of arguments"]})
     return list(body.items())
@@ -185,49 +185,54 @@ async def _read_multipart(
     tmpdir: str,
     max_size: int,
 ) -> None:
+    # aiohttp signals a broken body (bad boundary, early EOF) with ValueError or
+    # AssertionError; none of our own code below raises those.
     try:
-        reader = await request.multipart()
+        await _read_parts(await request.multipart(), spec, data, tmpdir, max_size)
     except (ValueError, AssertionError) as err:
-        raise ArgumentError({"form": [f"Malformed multipart body: {err}"]}) from None
+        raise MalformedRequest(
+            {"form": [f"Malformed multipart body: {err or type(err).__name__}"]}
+        ) from None
+
+
+async def _read_parts(
+    reader: MultipartReader,
+    spec: ArgSpec,
+    data: MultiDict[Any],
+    tmpdir: str,
+    max_size: int,
+) -> None:
     total = 0
-    index = 0
-    while True:
-        try:
-            part = await reader.next()
-        except (ValueError, AssertionError) as err:
-            raise ArgumentError(
-                {"form": [f"Malformed multipart body: {err}"]}
-            ) from None
-        if part is None:
-            return
+    while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
             raise ArgumentError({"form": ["Nested multipart bodies are not supported"]})
         name = part.name or ""
         if part.filename is not None or name in spec.files:
-            index += 1
-            path = os.path.join(tmpdir, f"upload-{index}")
+            path = os.path.join(tmpdir, f"upload-{len(data) + 1}")
             total = await _save_part(part, path, total, max_size)
-            data.add(
-                name,
-                UploadedFile(
-                    name=name,
-                    filename=path,
-                    content_type=part.headers.get("Content-Type"),
-                    original_filename=part.filename,
-                ),
+            upload = UploadedFile(
+                name=name,
+                filename=path,
+                content_type=part.headers.get("Content-Type"),
+                original_filename=part.filename,
             )
-        else:
-            raw = await part.read(decode=True)
-            total += len(raw)
-            _check_size(total, max_size)
+            data.add(name, upload)
+            continue
+        raw = bytearray()
+        while chunk := await part.read_chunk(_CHUNK):
+            raw.extend(chunk)
+            _check_size(total + len(raw), max_size)
             if len(raw) > _MAX_TEXT_FIELD:
                 raise ArgumentError(
                     {name: [f"Field value larger than {_MAX_TEXT_FIELD} bytes"]}
                 )
-            try:
-                data.add(name, raw.decode(part.get_charset("utf-8")))
-            except (UnicodeDecodeError, LookupError):
-                raise ArgumentError({name: ["Field value is not valid text"]}) from None
+        total += len(raw)
+        try:
+            data.add(
+                name, bytes(part.decode(bytes(raw))).decode(part.get_charset("utf-8"))
+            )
+        except (UnicodeDecodeError, LookupError):
+            raise ArgumentError({name: ["Field value is not valid text"]}) from None
 
 
 async def _save_part(part: BodyPartReader, path: str, total: int, max_size: int) -> int:

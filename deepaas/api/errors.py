@@ -27,6 +27,7 @@ _STATUS: Mapping[type[exc.DeepaasError], HTTPStatus] = {
     exc.JobNotFound: HTTPStatus.NOT_FOUND,
     exc.ModelMethodNotImplemented: HTTPStatus.NOT_IMPLEMENTED,
     exc.ArgumentError: HTTPStatus.UNPROCESSABLE_ENTITY,
+    exc.MalformedRequest: HTTPStatus.BAD_REQUEST,
     exc.NotAcceptable: HTTPStatus.NOT_ACCEPTABLE,
     exc.UnsupportedMediaType: HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
     RequestTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,

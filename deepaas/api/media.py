@@ -157,9 +157,12 @@ class _FileBody:
                     ) from None
             response = web.StreamResponse()
             response.content_type = self.media_type
-            if self.name:
+            name = self.name or self.path or getattr(handle, "name", None)
+            if isinstance(name, str) and name:
+                # As 2.x sent it, so clients can save the result under its name.
+                filename = os.path.basename(name).replace('"', "")
                 response.headers["Content-Disposition"] = (
-                    f'inline; filename="{os.path.basename(self.name)}"'
+                    f'attachment; filename="{filename}"'
                 )
             await response.prepare(request)
             while chunk := await asyncio.to_thread(handle.read, _CHUNK):

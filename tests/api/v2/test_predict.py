@@ -114,11 +114,21 @@ async def test_json_body_must_be_an_object(client):
     assert "json" in (await resp.json())["errors"]
 
 
-async def test_malformed_json_is_422(client):
+async def test_malformed_json_is_400_as_in_2x(client):
     resp = await client.post(
         PREDICT, data="{nope", headers={"Content-Type": "application/json"}
     )
-    assert resp.status == 422
+    assert resp.status == 400
+    assert "Invalid JSON body" in (await resp.json())["json"][0]
+
+
+async def test_truncated_multipart_is_400(client):
+    body = b'--XX\r\nContent-Disposition: form-data; name="count"\r\n\r\n3'
+    resp = await client.post(
+        PREDICT, data=body, headers={"Content-Type": "multipart/form-data; boundary=XX"}
+    )
+    assert resp.status == 400
+    assert "message" in await resp.json()
 
 
 async def test_unreadable_body_type_is_415(client):
@@ -170,6 +180,7 @@ async def test_open_file_result_is_streamed_and_closed(client):
     assert resp.status == 200
     body = await resp.read()
     assert Image.open(io.BytesIO(body)).size == (1, 1)
+    assert resp.headers["Content-Disposition"].startswith('attachment; filename="')
 
 
 # Failures -------------------------------------------------------------------
