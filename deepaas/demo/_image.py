@@ -87,6 +87,15 @@ def _grayscale(picture: Image.Image) -> FloatArray:
     has_alpha = picture.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
         picture.mode == "P" and "transparency" in picture.info
     )
+    if picture.mode == "F" or picture.mode.startswith("I"):
+        # Pillow clips these (16-bit PNGs, scientific TIFFs) when converting to
+        # 8 bits instead of scaling them, which would turn most pictures white.
+        values = np.asarray(picture, dtype=np.float64)
+        full = min(
+            (limit for limit in (1.0, 255.0, 65535.0) if float(values.max()) <= limit),
+            default=float(values.max()),
+        )
+        return np.clip(values / full, 0.0, 1.0)
     if not has_alpha:
         return np.asarray(picture.convert("L"), dtype=np.float64) / 255.0
     rgba = picture.convert("RGBA")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +78,7 @@ def load_dataset(path: str | os.PathLike[str] = DATA_FILE) -> Dataset:
     Returns:
         The whole data set, in file order.
     """
-    with np.load(path, allow_pickle=False) as data:
+    with open(path, "rb") as stream, np.load(stream, allow_pickle=False) as data:
         images = np.asarray(data["images"], dtype=np.uint8)
         labels = np.asarray(data["labels"], dtype=np.int64)
     if images.shape[1:] != (8, 8) or images.shape[0] != labels.shape[0]:
@@ -262,21 +264,28 @@ class Network:
             OSError: The file cannot be read.
         """
         try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
-                layers = []
-                index = 0
-                while f"w{index}" in data.files:
-                    layers.append(
-                        (
-                            np.asarray(data[f"w{index}"], dtype=np.float64),
-                            np.asarray(data[f"b{index}"], dtype=np.float64),
+            # Opened here, not by np.load, which leaks its handle on a broken zip.
+            with open(path, "rb") as stream:
+                data = np.load(stream, allow_pickle=False)
+                if not isinstance(data, np.lib.npyio.NpzFile):
+                    raise ValueError("not an .npz archive")
+                with data:
+                    meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
+                    layers: list[tuple[FloatArray, FloatArray]] = []
+                    while f"w{len(layers)}" in data.files:
+                        index = len(layers)
+                        layers.append(
+                            (
+                                np.asarray(data[f"w{index}"], dtype=np.float64),
+                                np.asarray(data[f"b{index}"], dtype=np.float64),
+                            )
                         )
-                    )
-                    index += 1
-        except (KeyError, json.JSONDecodeError, EOFError) as exc:
+            if not isinstance(meta, dict):
+                raise ValueError("its meta is not a JSON object")
+            return cls(layers, meta)
+        # A damaged archive surfaces as any of these, depending on where it is cut.
+        except (KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise ValueError(f"{path} is not a demo weights file: {exc}") from exc
-        return cls(layers, meta)
 
 
 @dataclass(frozen=True)

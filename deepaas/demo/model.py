@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -16,6 +17,8 @@ from deepaas.model.v2.base import BaseModel
 from deepaas.model.v2.wrapper import UploadedFile
 
 __all__ = ["DigitsModel", "PredictionSchema"]
+
+_LOG = logging.getLogger(__name__)
 
 JSON = "application/json"
 PNG = "image/png"
@@ -79,6 +82,7 @@ class DigitsModel(BaseModel):
 
     def __init__(self) -> None:
         self._loaded: _Loaded | None = None
+        self._rejected: tuple[Path, tuple[int, int, int]] | None = None
         self._lock = threading.Lock()
 
     # Weights ------------------------------------------------------------------
@@ -89,21 +93,26 @@ class DigitsModel(BaseModel):
         for path in (trained, _net.BUNDLED_WEIGHTS):
             try:
                 info = path.stat()
-            except FileNotFoundError:
+            except OSError:
                 continue
             stamp = (info.st_mtime_ns, info.st_ino, info.st_size)
             with self._lock:
                 loaded = self._loaded
                 if loaded is not None and loaded.path == path and loaded.stamp == stamp:
                     return loaded
+                if (path, stamp) == self._rejected:
+                    continue
                 try:
                     network = _net.Network.load(path)
-                except (OSError, ValueError):
+                except (OSError, ValueError) as exc:
                     if path == _net.BUNDLED_WEIGHTS:
                         raise
                     # A broken trained file must not take the demo down: the
-                    # bundled weights still work.
+                    # bundled weights still work. Remembered, to warn only once.
+                    _LOG.warning("Ignoring trained weights: %s", exc)
+                    self._rejected = (path, stamp)
                     continue
+                _LOG.info("Loaded weights from %s", path)
                 self._loaded = _Loaded(network, path, stamp)
                 return self._loaded
         raise FileNotFoundError(f"no weights found at {_net.BUNDLED_WEIGHTS}")

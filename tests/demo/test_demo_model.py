@@ -275,10 +275,16 @@ def test_train_saves_weights_that_predict_then_uses(
     assert server.get_metadata()["weights"]["hidden"] == 0
 
 
-def test_corrupt_trained_weights_fall_back_to_bundled(state_dir):
+def test_corrupt_trained_weights_fall_back_to_bundled(state_dir, caplog):
     state_dir.mkdir()
-    (state_dir / "weights.npz").write_bytes(b"garbage")
-    assert DigitsModel().get_metadata()["weights"]["source"] == "bundled"
+    (state_dir / "weights.npz").write_bytes(b"PK\x03\x04 cut short")
+    model = DigitsModel()
+    with caplog.at_level("WARNING", logger="deepaas.demo.model"):
+        assert model.get_metadata()["weights"]["source"] == "bundled"
+        assert model.get_metadata()["weights"]["source"] == "bundled"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "is not a demo weights file: File is not a zip file" in warnings[0]
 
 
 def test_training_is_deterministic_and_reports_divergence():
@@ -292,3 +298,32 @@ def test_training_is_deterministic_and_reports_divergence():
         np.testing.assert_array_equal(b1, b2)
     with pytest.raises(ValueError, match="training diverged at epoch 1"):
         _net.train(data, epochs=2, hidden=8, learning_rate=1e308)
+
+
+def test_predict_rejects_a_picture_too_large(tmp_path, monkeypatch):
+    monkeypatch.setattr(_image, "MAX_PIXELS", 1000)
+    path = tmp_path / "huge.png"
+    Image.new("L", (64, 64), 255).save(path)
+    with pytest.raises(ValueError, match=r"'huge\.png' is too large: 64x64 pixels"):
+        DigitsModel().predict(image=upload(path), top_k=3)
+
+
+def test_sixteen_bit_pictures_are_scaled_not_clipped(tmp_path, test_split):
+    eight_bit = tmp_path / "eight.png"
+    render_digit(first_of(test_split, 5), eight_bit)
+    sixteen = np.asarray(Image.open(eight_bit), dtype=np.uint16) * 257
+    Image.fromarray(sixteen).save(tmp_path / "sixteen.png")
+    with Image.open(tmp_path / "sixteen.png") as check:
+        assert check.mode == "I;16"
+    np.testing.assert_allclose(
+        _image.load_digit(tmp_path / "sixteen.png"), _image.load_digit(eight_bit)
+    )
+
+
+def test_default_training_reproduces_the_bundled_weights():
+    bundled = _net.Network.load(_net.BUNDLED_WEIGHTS)
+    retrained = _net.train(_net.load_dataset()).network
+    assert retrained.meta == pytest.approx(bundled.meta)
+    for (w1, b1), (w2, b2) in zip(bundled.layers, retrained.layers, strict=True):
+        np.testing.assert_allclose(w1, w2, atol=1e-6)
+        np.testing.assert_allclose(b1, b2, atol=1e-6)
