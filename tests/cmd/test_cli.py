@@ -6,10 +6,12 @@ import os
 
 import deepaas_fixture_legacy
 import pytest
+from marshmallow import fields, validate
 
 from deepaas.cmd import cli
 from deepaas.exceptions import ModelLoadError
 from deepaas.model import loading
+from deepaas.model.v2.wrapper import ReturnedFile
 
 LEGACY = ["--model-name", "legacy"]
 
@@ -361,9 +363,35 @@ class _Async:
         return {"async": True, **kwargs}
 
     def get_predict_args(self):
-        from marshmallow import fields
+        return {
+            "n": fields.Int(load_default=2, metadata={"description": "50% of it"}),
+            "options": fields.Dict(metadata={"description": "A mapping"}),
+        }
 
-        return {"n": fields.Int(load_default=2)}
+
+class _Binary:
+    def __init__(self, path):
+        self.path = path
+
+    def get_predict_args(self):
+        return {
+            "accept": fields.Str(
+                load_default="image/png",
+                validate=validate.OneOf(["image/png", "application/json"]),
+            ),
+            "kind": fields.Str(load_default="bytes"),
+        }
+
+    def predict(self, accept, kind):
+        if kind == "returned":
+            return ReturnedFile(filename=self.path)
+        if kind == "path":
+            return self.path
+        if kind == "object":
+            return object()
+        if kind == "handle":
+            return open(self.path, "rb")
+        return b"PNGDATA"
 
 
 @pytest.fixture
@@ -390,6 +418,62 @@ def test_async_methods_are_awaited(capsys, fake_model):
     assert code == 0
     assert json.loads(out) == {"async": True, "n": 4}
     assert model.warmed is True
+
+
+def test_dict_literal_python_or_json(capsys, fake_model):
+    fake_model(_Async())
+    for literal in ("{'a': True}", '{"a": true}'):
+        code, out, err = run(
+            capsys, "--model-name", "fake", "predict", "--options", literal
+        )
+        assert code == 0, err
+        assert json.loads(out)["options"] == {"a": True}
+    code, _, err = run(capsys, "--model-name", "fake", "predict", "--options", "[1]")
+    assert code == 2
+    assert "argument --options: expected a dict" in err
+
+
+def test_help_survives_percent_signs(capsys, fake_model):
+    fake_model(_Async())
+    code, out, _ = run(capsys, "--model-name", "fake", "predict", "--help")
+    assert code == 0
+    assert "50% of it" in out
+
+
+@pytest.mark.parametrize("kind", ["bytes", "returned", "path", "handle"])
+def test_binary_results_are_written(capsys, fake_model, tmp_path, kind):
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"PNGDATA")
+    fake_model(_Binary(str(source)))
+    target = tmp_path / "result.png"
+    code, _, err = run(
+        capsys, "--model-name", "fake", "--deepaas_method_output", str(target),
+        "predict", "--kind", kind,
+    )  # fmt: skip
+    assert code == 0, err
+    assert target.read_bytes() == b"PNGDATA"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--kind", "object"], "cannot be written as JSON: object"),
+        (["--accept", "application/json"], "returned a file where JSON was expected"),
+    ],
+)
+def test_unwritable_results(capsys, fake_model, tmp_path, args, message):
+    fake_model(_Binary(str(tmp_path)))
+    code, out, err = run(capsys, "--model-name", "fake", "predict", *args)
+    assert code == 1
+    assert out == ""
+    assert message in err
+
+
+def test_unwritable_log_file(capsys, tmp_path):
+    log = tmp_path / "missing-dir" / "cli.log"
+    code, _, err = run(capsys, *LEGACY, "--log-file", str(log), "get_metadata")
+    assert code == 1
+    assert "cannot open the log file" in err
 
 
 # model selection ------------------------------------------------------------------
@@ -490,6 +574,11 @@ def test_multiprocessing_option_is_accepted_and_ignored(capsys):
     assert code == 0
     assert json.loads(out)["name"] == "legacy-model"
     assert "--deepaas_with_multiprocessing is ignored" in err
+    code, _, err = run(
+        capsys, *LEGACY, "--nodeepaas_with_multiprocessing", "get_metadata"
+    )
+    assert code == 0
+    assert "is ignored" in err
 
 
 def test_log_file(capsys, tmp_path):
@@ -521,4 +610,5 @@ def test_global_options_after_the_method_belong_to_the_method(capsys):
 def test_bad_log_level_is_a_usage_error(capsys):
     code, _, err = run(capsys, *LEGACY, "--log-level", "LOUD", "get_metadata")
     assert code == 2
-    assert "--log-level" in err
+    assert "Invalid" in err
+    assert "LOUD" in err
