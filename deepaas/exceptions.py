@@ -13,7 +13,7 @@
     │   ├── InvalidModelResponse     the output does not match the declared schema
     │   └── ModelCallError           the model's own code raised
     ├── ArgumentError                invalid request arguments (messages by field)
-    ├── MalformedRequest             the body cannot be parsed (bad JSON, broken multipart)
+    │   └── MalformedRequest         the body cannot be parsed (JSON, multipart)
     ├── NotAcceptable                the requested media type is not offered
     ├── UnsupportedMediaType         the request body type cannot be read
     ├── JobNotFound                  unknown training id

@@ -243,7 +243,8 @@ async def _save_part(part: BodyPartReader, path: str, total: int, max_size: int)
             _check_size(total, max_size)
             await asyncio.to_thread(handle.write, chunk)
     finally:
-        await asyncio.to_thread(handle.close)
+        # Closed synchronously: this may run while the task is cancelled.
+        handle.close()
     return total
 
 

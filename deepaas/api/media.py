@@ -173,4 +173,5 @@ class _FileBody:
             return response
         finally:
             if handle is not None:
-                await asyncio.to_thread(handle.close)
+                # Closed synchronously: this may run while the task is cancelled.
+                handle.close()

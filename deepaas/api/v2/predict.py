@@ -35,4 +35,5 @@ async def predict(request: web.Request) -> web.StreamResponse:
             return answer
         return await answer.send(request)
     finally:
-        await asyncio.to_thread(arguments.cleanup)
+        # Shielded: a client that hangs up must not leave its uploads behind.
+        await asyncio.shield(asyncio.to_thread(arguments.cleanup))

@@ -61,7 +61,8 @@ async def start(request: web.Request) -> web.Response:
             cleanup=arguments.cleanup,
         )
     except BaseException:
-        await asyncio.to_thread(arguments.cleanup)
+        # Shielded: a client that hangs up must not leave its uploads behind.
+        await asyncio.shield(asyncio.to_thread(arguments.cleanup))
         raise
     return web.json_response(job_record(job))
 
