@@ -214,3 +214,33 @@ def _static():
     from deepaas_fixture_modern import StaticModel
 
     return StaticModel
+
+
+class FileTrainer:
+    def get_train_args(self):
+        return {"data": fields.Field(required=True, metadata={"type": "file"})}
+
+    def train(self, data):
+        with open(data.filename, "rb") as handle:
+            return {"size": len(handle.read()), "original": data.original_filename}
+
+
+async def test_uploaded_training_file_lives_until_the_job_ends(aiohttp_client):
+    client = await aiohttp_client(_app(trainer=FileTrainer))
+    form = aiohttp.FormData()
+    form.add_field("data", b"z" * 3000, filename="set.csv", content_type="text/csv")
+    job = await (await client.post("/v2/models/trainer/train/", data=form)).json()
+    assert job["args"]["data"] == {
+        "name": "data",
+        "content_type": "text/csv",
+        "original_filename": "set.csv",
+    }
+    for _ in range(300):
+        body = await (
+            await client.get(f"/v2/models/trainer/train/{job['uuid']}")
+        ).json()
+        if body["status"] != "running":
+            break
+        await asyncio.sleep(0.1)
+    assert body["status"] == "done", body
+    assert body["result"]["output"] == {"size": 3000, "original": "set.csv"}
