@@ -4,7 +4,9 @@ A plugin is ``setup(app: aiohttp.web.Application) -> None``, called once while
 the application is built. It may add routes, sub-applications,
 ``on_startup``/``on_cleanup`` hooks and ``cleanup_ctx`` contexts, and read the
 served models and configuration through the keys of :mod:`deepaas.api.keys`. The
-marketplace and the dashboard are plugins of this kind.
+marketplace and the dashboard are plugins of this kind. State a plugin needs must
+be stored on the application in ``setup`` itself (aiohttp freezes the application
+before start-up hooks run).
 """
 
 from __future__ import annotations

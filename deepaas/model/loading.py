@@ -93,8 +93,11 @@ def wrap(name: str, plugin: Any, *, target: str | None = None) -> ModelWrapper:
         return ModelWrapper(
             name, instantiate(plugin), target=target or _target_of(plugin)
         )
-    except ModelLoadError:
-        raise
+    except ModelLoadError as exc:
+        if exc.args[1] == name:
+            raise
+        # instantiate() names the class; the user knows the entry-point name.
+        raise ModelLoadError(name, exc.args[2]) from exc.__cause__
     except DeepaasError as exc:
         raise ModelLoadError(name, exc.message) from exc
     except Exception as exc:
