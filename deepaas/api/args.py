@@ -13,10 +13,11 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 import marshmallow
+from marshmallow import fields as mfields
 from aiohttp import BodyPartReader, MultipartReader, web
 from multidict import MultiDict
 from webargs.multidictproxy import MultiDictProxy as SchemaMultiDict
@@ -44,6 +45,9 @@ class ArgSpec:
         self.fields = fields
         self.accept_choices = list(accept_choices or [])
         self.files = frozenset(n for n, f in fields.items() if _fields.is_file(f))
+        self.lists = frozenset(
+            n for n, f in fields.items() if isinstance(f, (mfields.List, mfields.Tuple))
+        )
         # ``accept`` is negotiated (header, */*, q-values), not validated as a string.
         plain = {
             n: f for n, f in fields.items() if not (n == ACCEPT and self.accept_choices)
@@ -51,29 +55,56 @@ class ArgSpec:
         self.schema = marshmallow.Schema.from_dict(plain, name="Arguments")()
 
     def validate(
-        self, data: MultiDict[Any], accept_header: str | None = None
+        self,
+        data: MultiDict[Any],
+        accept_header: str | None = None,
+        json_body: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Validate raw values; raises :class:`ArgumentError` naming the fields."""
+        """Validate raw values; raises :class:`ArgumentError` naming every bad field.
+
+        Each argument is taken from the query string, then the form, then the
+        JSON body: the first place that has it wins (as 2.x).
+        """
+        json_body = json_body or {}
+        errors: dict[str, Any] = {}
         accept = None
         if self.accept_choices:
-            explicit = data.popall(ACCEPT, None)
-            requested = str(explicit[0]) if explicit else accept_header
-            accept = negotiate(self.accept_choices, requested)
-        for name in self.files:
-            if name in data and not isinstance(data[name], UploadedFile):
-                raise ArgumentError(
-                    {name: ["Expected an uploaded file (multipart/form-data)"]}
-                )
-        proxy = SchemaMultiDict(data, self.schema)
-        try:
-            loaded: dict[str, Any] = self.schema.load(
-                proxy, unknown=marshmallow.EXCLUDE
+            explicit = data.getall(ACCEPT, []) or (
+                [json_body[ACCEPT]] if ACCEPT in json_body else []
             )
+            requested = str(explicit[0]) if explicit else accept_header
+            try:
+                accept = negotiate(self.accept_choices, requested)
+            except ArgumentError as err:
+                errors.update(err.messages)
+        proxy = SchemaMultiDict(data, self.schema)
+        values = {name: proxy[name] for name in self.schema.fields if name in data}
+        for name, value in json_body.items():
+            if name in self.schema.fields and name not in values:
+                if name in self.lists and not isinstance(value, list):
+                    value = [value]  # 2.x accepted a lone item for a list
+                values[name] = value
+        for name in self.files:
+            if name in values and not isinstance(values[name], UploadedFile):
+                del values[name]
+                errors[name] = ["Expected an uploaded file (multipart/form-data)"]
+        try:
+            loaded: dict[str, Any] = self.schema.load(values)
         except marshmallow.ValidationError as err:
-            raise ArgumentError(_messages(err.messages)) from None
+            errors.update(_messages(err.messages))
+            loaded = {}
+        if errors:
+            order = list(self.fields)
+            raise ArgumentError(
+                dict(sorted(errors.items(), key=lambda kv: _position(order, kv[0])))
+            )
         if accept is not None:
             loaded[ACCEPT] = accept
         return loaded
+
+
+def _position(order: list[str], name: str) -> int:
+    return order.index(name) if name in order else len(order)
 
 
 class ModelArgs:
@@ -142,6 +173,7 @@ async def parse(
             f"{max_size} bytes"
         )
     data: MultiDict[Any] = MultiDict(request.query)
+    json_body: dict[str, Any] = {}
     tmpdir: str | None = None
     try:
         ctype = request.content_type
@@ -152,13 +184,13 @@ async def parse(
             elif ctype == "application/x-www-form-urlencoded":
                 data.extend(await request.post())
             elif ctype == "application/json" or ctype.endswith("+json"):
-                data.extend(await _read_json(request))
+                json_body = await _read_json(request)
             elif ctype != "application/octet-stream" or await request.read():
                 raise UnsupportedMediaType(
                     f"Cannot read arguments from a '{ctype}' body; send a query "
                     "string, a form (urlencoded or multipart) or a JSON object"
                 )
-        values = spec.validate(data, request.headers.get("Accept"))
+        values = spec.validate(data, request.headers.get("Accept"), json_body)
     except BaseException:
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
@@ -168,14 +200,14 @@ async def parse(
     )
 
 
-async def _read_json(request: web.Request) -> list[tuple[str, Any]]:
+async def _read_json(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except (ValueError, UnicodeDecodeError) as err:
         raise MalformedRequest({"json": [f"Invalid JSON body: {err}"]}) from None
     if not isinstance(body, dict):
         raise ArgumentError({"json": ["The JSON body must be an object of arguments"]})
-    return list(body.items())
+    return body
 
 
 async def _read_multipart(

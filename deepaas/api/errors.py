@@ -51,7 +51,8 @@ def _from_deepaas(error: exc.DeepaasError) -> web.Response:
         # 2.x answered {"<location>": {"<field>": [messages]}}-like bodies keyed by
         # field; keep the field keys at the top level for such clients.
         messages = error.messages
-        body = {**messages, "message": error.message, "errors": messages}
+        # Field keys come last so an argument named "message" keeps 2.x's shape.
+        body = {"message": error.message, "errors": messages, **messages}
         return web.json_response(body, status=status)
     if status >= 500:
         _LOG.error("%s: %s", type(error).__name__, error.message)

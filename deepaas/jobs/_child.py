@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deepaas.exceptions import ModelCallError
 from deepaas.model import loading
 
 
@@ -12,4 +13,10 @@ def train(name: str, target: str, kwargs: dict[str, Any], warm: bool) -> Any:
     model = loading.wrap(name, loading.resolve(target), target=target)
     if warm:
         model.warm()
-    return model.call("train", **kwargs)
+    try:
+        return model.call("train", **kwargs)
+    except ModelCallError as exc:
+        # The job's message is the model's own exception text, as in 2.x.
+        if exc.__cause__ is not None:
+            raise exc.__cause__ from None
+        raise

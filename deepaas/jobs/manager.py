@@ -180,6 +180,6 @@ class JobManager:
 
 
 def _message(exc: BaseException) -> str:
-    if isinstance(exc, RemoteError) and exc.type_name == "ModelCallError":
-        return exc.message
+    if isinstance(exc, RemoteError):
+        return exc.message or exc.type_name
     return str(exc) or type(exc).__name__

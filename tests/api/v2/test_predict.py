@@ -249,3 +249,37 @@ async def test_no_temp_files_left_after_failed_validation(client):
         if n.startswith("deepaas-")
     }
     assert leftovers == set()
+
+
+async def test_json_list_for_a_list_argument(client):
+    resp = await client.post(PREDICT, json={"numbers": [9, 10]})
+    assert resp.status == 200
+    assert (await resp.json())["predictions"]["numbers"] == [9, 10]
+
+
+async def test_json_lone_item_for_a_list_argument_as_2x(client):
+    resp = await client.post(PREDICT, json={"numbers": 5})
+    assert (await resp.json())["predictions"]["numbers"] == [5]
+
+
+async def test_query_wins_over_json_body(client):
+    resp = await client.post(PREDICT + "?count=2", json={"count": 7})
+    assert (await resp.json())["predictions"]["count"] == 2
+
+
+async def test_argument_named_message_keeps_its_2x_error_key(client):
+    resp = await client.post(PREDICT, json={"message": ["not", "a", "string"]})
+    assert resp.status == 422
+    body = await resp.json()
+    assert body["message"] == ["Not a valid string."]
+    assert body["errors"]["message"] == ["Not a valid string."]
+
+
+async def test_every_invalid_argument_is_reported_at_once(client):
+    resp = await client.post(
+        PREDICT,
+        params={"count": "11", "choice": "z", "flag": "maybe"},
+        headers={"Accept": "application/xml"},
+    )
+    assert resp.status == 422
+    assert list((await resp.json())["errors"]) == ["count", "flag", "choice", "accept"]
