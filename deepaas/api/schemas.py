@@ -6,11 +6,14 @@ works under marshmallow 3.13+ and 4 (metadata is passed as ``metadata={...}``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from marshmallow import EXCLUDE, INCLUDE, Schema, fields, validate
 
 from deepaas.jobs.store import JobStatus
+
+if TYPE_CHECKING:
+    from deepaas.model._fields import AnyField
 
 __all__ = [
     "Failure",
@@ -76,6 +79,8 @@ class ValidationFailure(Schema):
     """
 
     class Meta:
+        """Extra keys are part of the answer."""
+
         unknown = INCLUDE
 
     message = fields.Str(required=True, metadata=_doc("Summary of the failure"))
@@ -103,6 +108,8 @@ class ModelMeta(Schema):
     """A served model: the metadata it declares, with any extra keys it adds."""
 
     class Meta:
+        """Extra keys are part of the answer."""
+
         unknown = INCLUDE
 
     id = fields.Str(required=True, metadata=_doc("Model identifier"))
@@ -121,7 +128,7 @@ class ModelList(_Answer):
     models = fields.List(fields.Nested(ModelMeta), required=True)
 
 
-def _status_field() -> fields.Field:  # type: ignore[type-arg]
+def _status_field() -> AnyField:
     text = _doc("State of the training")
     if hasattr(fields, "Enum"):
         return fields.Enum(JobStatus, by_value=fields.Str, required=True, metadata=text)
