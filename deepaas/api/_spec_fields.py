@@ -27,7 +27,10 @@ __all__ = [
     "clean_schema",
     "file_schema",
     "is_scalar",
+    "openapi_accept",
+    "query_parameter",
     "safe_name",
+    "swagger_accept",
     "swagger_parameter",
     "value_schema",
 ]
@@ -256,3 +259,53 @@ def swagger_parameter(
     if text:
         param["description"] = text
     return param
+
+
+def query_parameter(name: str, value: dict[str, Any]) -> dict[str, Any]:
+    """An optional OpenAPI 3.1 query parameter for a value schema (see is_scalar)."""
+    param: dict[str, Any] = {"in": "query", "name": name, "required": False}
+    if "description" in value:
+        param["description"] = value["description"]
+    param["schema"] = {k: v for k, v in value.items() if k != "description"}
+    if param["schema"].get("type") == "array":
+        param.update({"style": "form", "explode": True})
+    return param
+
+
+def openapi_accept(choices: list[str], text: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 ``Accept`` header parameter of a model that declares ``accept``.
+
+    Args:
+        choices: The media types the model answers in, the default first.
+        text: The argument's description (a generic one when empty).
+    """
+    schema = {"type": "string", "enum": choices, "default": choices[0]}
+    return {
+        "in": "header",
+        "name": "Accept",
+        "required": False,
+        "description": text or ACCEPT_DESCRIPTION,
+        "schema": schema,
+    }
+
+
+def swagger_accept(choices: list[str], text: str) -> dict[str, Any]:
+    """The Swagger 2.0 ``accept`` header parameter, as 2.x wrote it.
+
+    As 2.x, ``*/*`` is offered too (answered in JSON when the model offers it); the
+    parameter's ``enum`` is also the operation's ``produces``.
+
+    Args:
+        choices: The media types the model answers in, the default first.
+        text: The argument's description (a generic one when empty).
+    """
+    offered = choices if "*/*" in choices else [*choices, "*/*"]
+    return {
+        "in": "header",
+        "name": "accept",
+        "required": False,
+        "type": "string",
+        "default": choices[0],
+        "enum": offered,
+        "description": text or ACCEPT_DESCRIPTION,
+    }

@@ -29,6 +29,9 @@ __all__ = [
 ]
 
 
+_LOCAL = " (ISO 8601, server local time)"
+
+
 def _doc(text: str) -> dict[str, Any]:
     return {"description": text}
 
@@ -159,12 +162,15 @@ class Training(_Answer):
         )
     )
     model = fields.Str(metadata=_doc("Name of the model trained"))
-    created = fields.DateTime(metadata=_doc("When the training was accepted"))
-    started = fields.DateTime(
-        allow_none=True, metadata=_doc("When the training began to run")
+    # ISO 8601 text without a UTC offset (server local time), so not an RFC 3339
+    # "date-time": the documents must not promise a format the answers break.
+    created = fields.Str(metadata=_doc(f"When the training was accepted{_LOCAL}"))
+    started = fields.Str(
+        allow_none=True, metadata=_doc(f"When the training began to run{_LOCAL}")
     )
-    finished = fields.DateTime(
-        allow_none=True, metadata=_doc("When the training ended, whatever the outcome")
+    finished = fields.Str(
+        allow_none=True,
+        metadata=_doc(f"When the training ended, whatever the outcome{_LOCAL}"),
     )
     duration = fields.Float(
         allow_none=True, metadata=_doc("Seconds spent running, once finished")
