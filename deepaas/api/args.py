@@ -19,6 +19,7 @@ from typing import IO, Any
 import marshmallow
 from marshmallow import fields as mfields
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 from multidict import MultiDict
 from webargs.multidictproxy import MultiDictProxy as SchemaMultiDict
 
@@ -217,10 +218,14 @@ async def _read_multipart(
     tmpdir: str,
     max_size: int,
 ) -> None:
-    # aiohttp signals a broken body (bad boundary, early EOF) with ValueError or
-    # AssertionError; none of our own code below raises those.
+    # aiohttp signals a broken body (bad boundary, early EOF, bad part headers)
+    # with these; none of our own code below raises them.
     try:
         await _read_parts(await request.multipart(), spec, data, tmpdir, max_size)
+    except BadHttpMessage:
+        raise MalformedRequest(
+            {"form": ["Malformed multipart body: invalid part headers"]}
+        ) from None
     except (ValueError, AssertionError) as err:
         raise MalformedRequest(
             {"form": [f"Malformed multipart body: {err or type(err).__name__}"]}

@@ -283,3 +283,14 @@ async def test_every_invalid_argument_is_reported_at_once(client):
     )
     assert resp.status == 422
     assert list((await resp.json())["errors"]) == ["count", "flag", "choice", "accept"]
+
+
+async def test_control_character_in_part_name_is_400(client):
+    body = (
+        b"--XX\r\nContent-Disposition: form-data; name=\"\x1f\"\r\n\r\n3\r\n--XX--\r\n"
+    )
+    resp = await client.post(
+        PREDICT, data=body, headers={"Content-Type": "multipart/form-data; boundary=XX"}
+    )
+    assert resp.status == 400
+    assert "form" in (await resp.json())["errors"]
