@@ -100,4 +100,4 @@ clean:
 		\( -name __pycache__ -o -name '*.egg-info' \) -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf .venv .venv-ma3 .tox
+	rm -rf .venv .venv-ma3* .tox

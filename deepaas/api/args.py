@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 import marshmallow
-from marshmallow import fields as mfields
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
+from marshmallow import fields as mfields
 from multidict import MultiDict
 from webargs.multidictproxy import MultiDictProxy as SchemaMultiDict
 

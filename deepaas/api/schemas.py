@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from marshmallow import EXCLUDE, INCLUDE, Schema, fields, validate
 
 from deepaas.jobs.store import JobStatus
+from deepaas.model._compat import HAS_ENUM_FIELD
 
 if TYPE_CHECKING:
     from deepaas.model._fields import AnyField
@@ -133,7 +134,7 @@ class ModelList(_Answer):
 
 def _status_field() -> AnyField:
     text = _doc("State of the training")
-    if hasattr(fields, "Enum"):
+    if HAS_ENUM_FIELD:
         return fields.Enum(JobStatus, by_value=fields.Str, required=True, metadata=text)
     # marshmallow < 3.18 has no Enum field.
     return fields.Str(

@@ -20,7 +20,7 @@ from typing import Any
 
 from marshmallow import fields
 
-__all__ = ["MARSHMALLOW_MAJOR", "install"]
+__all__ = ["HAS_ENUM_FIELD", "MARSHMALLOW_MAJOR", "install"]
 
 _LOG = logging.getLogger(__name__)
 _MARK = "_deepaas_legacy_kwargs"
@@ -33,10 +33,19 @@ def _major() -> int:
 
 
 MARSHMALLOW_MAJOR = _major()
+# Read before install() may add a placeholder: marshmallow >= 3.18 has the real one.
+HAS_ENUM_FIELD = hasattr(fields, "Enum")
 
 
 def install() -> None:
-    """Make ``marshmallow.fields.Field`` accept the marshmallow-3 keywords."""
+    """Make ``marshmallow.fields.Field`` accept the marshmallow-3 keywords.
+
+    Under marshmallow 3.13-3.17, also give ``marshmallow.fields`` the ``Enum``
+    name that apispec 6 tests fields against (``isinstance``); no field of that
+    class can exist there, so the placeholder only answers "no".
+    """
+    if not HAS_ENUM_FIELD and not hasattr(fields, "Enum"):
+        setattr(fields, "Enum", type("Enum", (fields.Field,), {}))  # noqa: B010
     if MARSHMALLOW_MAJOR < 4 or getattr(fields.Field.__init__, _MARK, False):
         return
     original = fields.Field.__init__
