@@ -4,10 +4,10 @@ A developer tool, not part of the package: it needs nothing beyond the standard
 library. Give it two virtual environments, each with ``deepaas-run`` and the
 fixture models of ``tests/fixtures/`` installed::
 
-    python -m venv /tmp/ref26
-    /tmp/ref26/bin/pip install deepaas==2.6.0 \\
+    python -m venv ../deepaas-2.6.0-venv
+    ../deepaas-2.6.0-venv/bin/pip install deepaas==2.6.0 \\
         tests/fixtures/legacy_pkg tests/fixtures/modern_pkg
-    python tools/compare_2x.py --ref-venv /tmp/ref26 --ours-venv .venv \\
+    python tools/compare_2x.py --ref-venv ../deepaas-2.6.0-venv --ours-venv .venv \\
         --markdown /tmp/compare.md
 
 For each model (``legacy``, then ``static``) it starts both servers on

@@ -286,9 +286,7 @@ async def test_every_invalid_argument_is_reported_at_once(client):
 
 
 async def test_control_character_in_part_name_is_400(client):
-    body = (
-        b"--XX\r\nContent-Disposition: form-data; name=\"\x1f\"\r\n\r\n3\r\n--XX--\r\n"
-    )
+    body = b'--XX\r\nContent-Disposition: form-data; name="\x1f"\r\n\r\n3\r\n--XX--\r\n'
     resp = await client.post(
         PREDICT, data=body, headers={"Content-Type": "multipart/form-data; boundary=XX"}
     )
