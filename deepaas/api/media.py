@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -12,9 +11,10 @@ from typing import Any
 from aiohttp import web
 
 from deepaas.exceptions import ArgumentError, InvalidModelResponse
+from deepaas.model.results import to_json
 from deepaas.model.v2.wrapper import JSON, ModelWrapper, ReturnedFile
 
-__all__ = ["JSON_TYPE", "dumps", "is_json", "negotiate", "respond"]
+__all__ = ["JSON_TYPE", "is_json", "negotiate", "respond"]
 
 JSON_TYPE = JSON
 
@@ -69,29 +69,8 @@ def _parse_accept(header: str) -> list[str]:
     return [media for _, _, media in sorted(ranked)]
 
 
-def _default(value: Any) -> Any:
-    # numpy scalars and arrays, without importing numpy.
-    for method in ("tolist", "item"):
-        if callable(getattr(value, method, None)):
-            return getattr(value, method)()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def dumps(value: Any) -> str:
-    """JSON-encode a model's result (numpy values included)."""
-    return json.dumps(value, default=_default)
-
-
 def _json_response(body: Any, status: int = 200) -> web.Response:
-    try:
-        text = dumps(body)
-    except (TypeError, ValueError) as err:
-        raise InvalidModelResponse(
-            f"The model's result cannot be sent as JSON: {err}"
-        ) from None
-    return web.Response(text=text, status=status, content_type=JSON)
+    return web.Response(text=to_json(body), status=status, content_type=JSON)
 
 
 def respond(
@@ -125,7 +104,7 @@ def respond(
         return _FileBody(None, media_type, result, None)
     if isinstance(result, str):
         return web.Response(text=result, content_type=media_type)
-    return web.Response(text=dumps(result), content_type=media_type)
+    return web.Response(text=to_json(result), content_type=media_type)
 
 
 def _is_file_like(value: Any) -> bool:

@@ -50,6 +50,7 @@ from deepaas.exceptions import (
 )
 from deepaas.log import setup_logging
 from deepaas.model import loading
+from deepaas.model.results import to_json
 from deepaas.model.v2.wrapper import ACCEPT, JSON, ModelWrapper, ReturnedFile
 
 __all__ = ["main"]
@@ -276,7 +277,7 @@ def _call(
     warm: bool,
 ) -> None:
     if method == "get_metadata":
-        _emit_text(_dumps(model.metadata()), output)
+        _emit_text(to_json(model.metadata()), output)
     elif method == "warm":
         _warm(model)
         _LOG.info("return: Finished warm() method")
@@ -304,7 +305,7 @@ def _call(
                 "output": result,
             },
         }
-        _emit_text(_dumps(record), output)
+        _emit_text(to_json(record), output)
 
 
 def _invoke(model: ModelWrapper, method: str, kwargs: dict[str, Any]) -> Any:
@@ -321,25 +322,6 @@ def _warm(model: ModelWrapper) -> None:
         _invoke(model, "warm", {})
     except ModelMethodNotImplemented:
         _LOG.debug("Model %r does not implement warm()", model.name)
-
-
-def _json_default(value: Any) -> Any:
-    # numpy scalars and arrays, without importing numpy.
-    for method in ("tolist", "item"):
-        if callable(getattr(value, method, None)):
-            return getattr(value, method)()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _dumps(value: Any) -> str:
-    try:
-        return json.dumps(value, default=_json_default)
-    except (TypeError, ValueError) as err:
-        raise InvalidModelResponse(
-            f"The model's result cannot be written as JSON: {err}"
-        ) from None
 
 
 def _is_binary(value: Any) -> bool:
@@ -362,9 +344,9 @@ def _emit_prediction(
                 f"Model '{model.name}' returned a file where JSON was expected"
             )
         model.validate_response(result)
-        _emit_text(_dumps(result), target)
+        _emit_text(to_json(result), target)
     elif not _is_binary(result):
-        _emit_text(result if isinstance(result, str) else _dumps(result), target)
+        _emit_text(result if isinstance(result, str) else to_json(result), target)
     elif target is None:
         sys.stdout.flush()
         sink = getattr(sys.stdout, "buffer", None)
