@@ -140,7 +140,8 @@ class _Builder:
                 fields.Float: ("number", "float"),
             }
         for tag in _TAGS:
-            self.spec.tag(dict(tag))
+            if tag["name"] != "debug" or config.debug_endpoint:
+                self.spec.tag(dict(tag))
 
     # Helpers ------------------------------------------------------------------
 

@@ -408,3 +408,17 @@ def test_swagger_arguments_match_2_6_0(reference, served_as, name):
         got = swagger["paths"][f"/v2/models/{name}/{suffix}"][method]
         assert got["parameters"] == want["parameters"]
         assert got["produces"] == want["produces"]
+
+
+def _tags(config):
+    from deepaas.api.openapi import build_openapi
+
+    spec = build_openapi(config, {}, title="t", version="1", description="d")
+    return [tag["name"] for tag in spec["tags"]]
+
+
+def test_debug_tag_only_with_the_debug_endpoint():
+    from deepaas.config import Config
+
+    assert "debug" not in _tags(Config())
+    assert "debug" in _tags(Config(debug_endpoint=True))
