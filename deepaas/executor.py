@@ -12,7 +12,10 @@ import functools
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +27,8 @@ __all__ = ["RemoteError", "ThreadExecutor", "run_in_process"]
 _LOG = logging.getLogger(__name__)
 # A killed child gets this long to exit on SIGTERM before SIGKILL.
 _TERM_GRACE_S = 3.0
+# How often a child checks that its parent still lives.
+_PARENT_POLL_S = 0.5
 
 
 class ThreadExecutor:
@@ -72,12 +77,15 @@ class RemoteError(Exception):
 
 def _child_main(
     conn: multiprocessing.connection.Connection,
+    parent: int,
     fn: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> None:
     # Default SIGTERM handling: a cancel must stop the child even inside C code.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # The parent's pid comes from the parent: it may die before we get here.
+    watch_parent(parent)
     try:
         outcome: tuple[str, Any] = ("ok", fn(*args, **kwargs))
     except BaseException as exc:
@@ -88,6 +96,25 @@ def _child_main(
         conn.send(("error", _remote(TypeError(f"result cannot be sent back: {exc}"))))
     finally:
         conn.close()
+
+
+def watch_parent(parent: int, *, interval: float = _PARENT_POLL_S) -> None:
+    """End this process as soon as ``parent`` is no longer its parent.
+
+    A server killed with SIGKILL cannot stop its children; without this, a
+    training would go on, orphaned, with nobody to read its result.
+
+    Args:
+        parent: The parent's process id, as read at start-up.
+        interval: Seconds between checks.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="deepaas-parent-watch", daemon=True).start()
 
 
 def _remote(exc: BaseException) -> RemoteError:
@@ -112,7 +139,10 @@ async def run_in_process(
     ctx = multiprocessing.get_context("spawn")
     reader, writer = ctx.Pipe(duplex=False)
     process = ctx.Process(
-        target=_child_main, args=(writer, fn, args, kwargs), name=name, daemon=True
+        target=_child_main,
+        args=(writer, os.getpid(), fn, args, kwargs),
+        name=name,
+        daemon=True,
     )
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, process.start)

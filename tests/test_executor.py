@@ -1,7 +1,10 @@
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +27,30 @@ def _raise_unpicklable():
 
 def _kill_self():
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _sleep_writing_pid(path):
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(60)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purpose; reaped by init soon.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+_PARENT_SCRIPT = """
+import asyncio, sys
+sys.path.insert(0, sys.argv[1])
+from deepaas.executor import run_in_process
+from tests.test_executor import _sleep_writing_pid
+asyncio.run(run_in_process(_sleep_writing_pid, sys.argv[2]))
+"""
 
 
 def _return_lambda():
@@ -75,3 +102,26 @@ async def test_thread_executor_overlaps_calls():
 def test_thread_executor_needs_a_worker():
     with pytest.raises(ValueError, match="at least 1"):
         ThreadExecutor(0)
+
+
+def test_child_exits_when_its_parent_is_killed(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    root = str(Path(__file__).parent.parent)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT_SCRIPT, root, str(pid_file)]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 5
+    while _alive(child):
+        if time.monotonic() > deadline:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail("the orphaned child kept running")
+        time.sleep(0.05)
