@@ -11,7 +11,9 @@ from collections.abc import Sequence
 
 from deepaas.exceptions import ConfigurationError
 
-__all__ = ["Config"]
+__all__ = ["JOB_STORES", "Config"]
+
+JOB_STORES = ("sqlite", "memory")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -35,6 +37,11 @@ class Config:
         plugins: Server plugins to load, by name; ``None`` loads every installed one.
         log_level: Logging level name.
         log_file: Log to this file instead of standard error.
+        state_dir: Directory for what outlives the server: the job database and
+            training logs. ``None`` keeps nothing on disk (jobs in memory);
+            ``deepaas-run`` always sets it.
+        job_store: Where job records live: ``"sqlite"`` (a database in
+            ``state_dir``) or ``"memory"`` (lost when the server stops).
     """
 
     listen_ip: str = "127.0.0.1"
@@ -53,6 +60,8 @@ class Config:
     plugins: tuple[str, ...] | None = None
     log_level: str = "INFO"
     log_file: str | None = None
+    state_dir: str | None = None
+    job_store: str = "sqlite"
 
     def __post_init__(self) -> None:
         base = self.base_path.rstrip("/")
@@ -76,6 +85,11 @@ class Config:
             )
         if not 0 < self.listen_port < 65536:
             raise ConfigurationError(f"listen_port out of range: {self.listen_port}")
+        if self.job_store not in JOB_STORES:
+            raise ConfigurationError(
+                f"job_store must be one of {', '.join(JOB_STORES)}, "
+                f"got {self.job_store!r}"
+            )
         object.__setattr__(self, "model_names", _unique(self.model_names))
 
     def replace(self, **changes: object) -> Config:

@@ -21,8 +21,16 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture
-def config():
-    return Config(warm=True)
+def state_dir(tmp_path):
+    """A private state directory: tests never write in the home directory."""
+    path = tmp_path / "state"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def config(state_dir):
+    return Config(warm=True, state_dir=str(state_dir))
 
 
 @pytest.fixture

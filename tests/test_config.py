@@ -18,6 +18,25 @@ def test_defaults_are_those_of_2x():
     assert config.predict_endpoint is True
     assert config.client_max_size == 0
     assert config.plugins is None
+    assert config.job_store == "sqlite"
+
+
+def test_state_dir_follows_xdg_state_home(tmp_path):
+    config = opts.load_config([], environ={"XDG_STATE_HOME": str(tmp_path)})
+    assert config.state_dir == str(tmp_path / "deepaas")
+
+
+def test_state_dir_defaults_to_local_state(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = opts.load_config([], environ={})
+    assert config.state_dir == str(tmp_path / ".local" / "state" / "deepaas")
+
+
+def test_state_dir_and_job_store_options(tmp_path):
+    config = opts.load_config(
+        ["--state-dir", str(tmp_path), "--job-store", "memory"], environ={}
+    )
+    assert (config.state_dir, config.job_store) == (str(tmp_path), "memory")
 
 
 def test_model_name_repeated_or_comma_separated():
@@ -61,6 +80,7 @@ def test_debug_sets_log_level():
         ({"max_train_processes": 0}, "max_train_processes"),
         ({"client_max_size": -1}, "client_max_size"),
         ({"listen_port": 70000}, "listen_port"),
+        ({"job_store": "redis"}, "job_store"),
     ],
 )
 def test_invalid_settings_name_the_setting(changes, fragment):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 
@@ -16,7 +17,7 @@ from deepaas.api.keys import ARGSPECS, CONFIG, JOBS, MODELS, PREDICTORS
 from deepaas.api.plugins import Plugin
 from deepaas.api.v2 import create_v2_app
 from deepaas.config import Config
-from deepaas.jobs import JobManager, MemoryJobStore
+from deepaas.jobs import JobManager, JobStore, MemoryJobStore, SQLiteJobStore
 from deepaas.model.predictor import Predictor
 from deepaas.model.v2.wrapper import ModelWrapper
 
@@ -37,6 +38,7 @@ def create_app(
     models: Mapping[str, ModelWrapper],
     *,
     plugins: Sequence[tuple[str, Plugin]] = (),
+    job_store: JobStore | None = None,
 ) -> web.Application:
     """Build the deepaas application serving ``models``.
 
@@ -44,6 +46,7 @@ def create_app(
         config: Server settings.
         models: The models to serve, by name.
         plugins: ``(name, setup)`` pairs; each ``setup(app)`` is called last.
+        job_store: Where job records live; by default as ``config`` says.
     """
     app = web.Application(
         middlewares=[error_middleware, web.normalize_path_middleware()],
@@ -57,7 +60,9 @@ def create_app(
         name: Predictor(model, workers=config.workers) for name, model in models.items()
     }
     app[JOBS] = JobManager(
-        MemoryJobStore(), max_running=config.max_train_processes, warm=config.warm
+        job_store or _job_store(config),
+        max_running=config.max_train_processes,
+        warm=config.warm,
     )
     app.cleanup_ctx.append(_lifetime)
 
@@ -75,12 +80,19 @@ def create_app(
     return app
 
 
+def _job_store(config: Config) -> JobStore:
+    if config.job_store == "memory" or config.state_dir is None:
+        return MemoryJobStore()
+    return SQLiteJobStore(os.path.join(config.state_dir, "jobs.sqlite3"))
+
+
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     predictors = app[PREDICTORS]
     if app[CONFIG].warm:
         for name, predictor in predictors.items():
             _LOG.info("Warming model %r", name)
             await predictor.warm()
+    app[JOBS].interrupt_leftovers()
     _LOG.info("Serving models: %s", ", ".join(predictors) or "none")
     try:
         yield

@@ -385,7 +385,12 @@ class _Builder:
         operations: dict[str, Any] = {}
         for method, summary, op_id, text in (
             ("get", "Get status of a training", "get_training", "The training"),
-            ("delete", "Cancel a running training", "cancel_training", "Removed"),
+            (
+                "delete",
+                "Cancel a queued or running training; remove a finished one",
+                "cancel_training",
+                "The cancelled or removed training",
+            ),
         ):
             op = self.operation(
                 "models",

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from oslo_config import cfg
 
 import deepaas
-from deepaas.config import Config
+from deepaas.config import JOB_STORES, Config
 
 __all__ = ["list_opts", "load_config", "register_opts", "to_config"]
 
@@ -108,6 +108,23 @@ api_opts = [
         min=1,
         help="Trainings that run at once; further ones wait as 'queued'.",
     ),
+    cfg.StrOpt(
+        "state-dir",
+        help=(
+            "Directory for the job database and training logs, kept across "
+            "restarts. Default: $XDG_STATE_HOME/deepaas, or "
+            "~/.local/state/deepaas when XDG_STATE_HOME is unset."
+        ),
+    ),
+    cfg.StrOpt(
+        "job-store",
+        default="sqlite",
+        choices=list(JOB_STORES),
+        help=(
+            "Where training records are kept: 'sqlite' (a database in the state "
+            "directory, kept across restarts) or 'memory' (lost at exit)."
+        ),
+    ),
     cfg.ListOpt(
         "plugins",
         help=(
@@ -159,6 +176,14 @@ def model_names(conf: cfg.ConfigOpts, environ: Mapping[str, str]) -> tuple[str, 
     return tuple(n.strip() for item in raw for n in item.split(",") if n.strip())
 
 
+def default_state_dir(environ: Mapping[str, str]) -> str:
+    """``$XDG_STATE_HOME/deepaas``, or ``~/.local/state/deepaas`` without it."""
+    base = environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return os.path.join(base, "deepaas")
+
+
 def to_config(conf: cfg.ConfigOpts, environ: Mapping[str, str]) -> Config:
     """Translate parsed options into the typed :class:`Config`."""
     plugins = conf.plugins
@@ -179,4 +204,6 @@ def to_config(conf: cfg.ConfigOpts, environ: Mapping[str, str]) -> Config:
         plugins=None if plugins is None else tuple(p for p in plugins if p),
         log_level="DEBUG" if conf.debug else conf.log_level,
         log_file=conf.log_file,
+        state_dir=conf.state_dir or default_state_dir(environ),
+        job_store=conf.job_store,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import datetime as _dt
 import logging
@@ -10,7 +11,11 @@ import uuid as _uuid
 from collections.abc import Callable
 from typing import Any
 
-from deepaas.exceptions import ConfigurationError, ModelMethodNotImplemented
+from deepaas.exceptions import (
+    ConfigurationError,
+    InvalidModelResponse,
+    ModelMethodNotImplemented,
+)
 from deepaas.executor import RemoteError, run_in_process
 from deepaas.jobs import _child
 from deepaas.jobs.store import Job, JobStatus, JobStore
@@ -21,6 +26,8 @@ __all__ = ["JobManager"]
 _LOG = logging.getLogger(__name__)
 # DELETE waits this long for a cancelled training to stop (as 2.x did).
 CANCEL_WAIT_S = 5.0
+INTERRUPTED_RUNNING = "The server stopped while this training was running"
+INTERRUPTED_QUEUED = "The server stopped while this training was queued"
 
 Cleanup = Callable[[], None]
 
@@ -41,6 +48,7 @@ class JobManager:
         self._warm = warm
         self._slots = asyncio.Semaphore(max_running)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._closing = False
 
     async def start(
         self,
@@ -111,7 +119,10 @@ class JobManager:
             finally:
                 self._slots.release()
         except asyncio.CancelledError:
-            self._finish(job, JobStatus.CANCELLED, message="Training cancelled")
+            if self._closing:
+                self._finish(job, JobStatus.INTERRUPTED, message=_interrupted(job))
+            else:
+                self._finish(job, JobStatus.CANCELLED, message="Training cancelled")
             raise
         except RemoteError as exc:
             _LOG.error(
@@ -143,8 +154,15 @@ class JobManager:
         job.finished = _dt.datetime.now()
         job.result = result
         job.message = message
-        with contextlib.suppress(Exception):
+        try:
             self.store.update(job)
+        except InvalidModelResponse as exc:
+            # A result the store cannot keep (not JSON) fails the job, visibly.
+            job.status, job.result, job.message = JobStatus.ERROR, None, str(exc)
+            with contextlib.suppress(Exception):
+                self.store.update(job)
+        except Exception:
+            _LOG.exception("Storing the end of training %s failed", job.uuid)
 
     def get(self, model: str, job_id: str) -> Job:
         """The job ``job_id`` of ``model`` (raises ``JobNotFound``)."""
@@ -155,28 +173,62 @@ class JobManager:
         return self.store.list(model)
 
     async def delete(self, model: str, job_id: str) -> Job:
-        """Cancel the job if it is still queued or running, then forget it (as 2.x).
+        """Cancel the job if it is still queued or running, else forget it.
+
+        A cancelled job's record stays, with status ``cancelled``, so that
+        clients can tell it was stopped; a finished job's record is removed.
 
         Returns:
-            The record as it was when removed.
+            The record: as cancelled, or as it was when removed.
         """
         job = self.store.get(model, job_id)
+        if job.status.finished:
+            self.store.remove(model, job_id)
+            _LOG.info("Training %s of %r removed (%s)", job_id, model, job.status.value)
+            return job
         task = self._tasks.get(job_id)
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(task), CANCEL_WAIT_S)
-        self.store.remove(model, job_id)
-        _LOG.info("Training %s of %r removed (%s)", job_id, model, job.status.value)
-        return job
+        else:
+            # Not ours to stop (left by another server): only the record changes.
+            self._finish(job, JobStatus.CANCELLED, message="Training cancelled")
+        _LOG.info("Training %s of %r cancelled", job_id, model)
+        return self.store.get(model, job_id)
+
+    def interrupt_leftovers(self) -> builtins.list[Job]:
+        """Mark jobs a previous server left unfinished as ``interrupted``.
+
+        Call once at start-up, before accepting trainings.
+
+        Returns:
+            The jobs so marked.
+        """
+        jobs = [j for j in self.store.unfinished() if j.uuid not in self._tasks]
+        for job in jobs:
+            self._finish(job, JobStatus.INTERRUPTED, message=_interrupted(job))
+            _LOG.warning(
+                "Training %s of %r was interrupted by a server stop",
+                job.uuid,
+                job.model,
+            )
+        return jobs
 
     async def aclose(self) -> None:
         """Cancel every unfinished training and wait for their processes to stop."""
+        self._closing = True
         tasks = [t for t in self._tasks.values() if not t.done()]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _interrupted(job: Job) -> str:
+    if job.status is JobStatus.QUEUED:
+        return INTERRUPTED_QUEUED
+    return INTERRUPTED_RUNNING
 
 
 def _message(exc: BaseException) -> str:

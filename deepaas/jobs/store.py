@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import datetime as _dt
 import enum
@@ -85,6 +86,9 @@ class JobStore(Protocol):
     def list(self, model: str) -> list[Job]:
         """The jobs of ``model``, oldest first."""
 
+    def unfinished(self) -> builtins.list[Job]:
+        """Every job still ``queued`` or ``running``, of any model, oldest first."""
+
 
 class MemoryJobStore:
     """Jobs kept in this process only (lost on restart)."""
@@ -118,3 +122,7 @@ class MemoryJobStore:
     def list(self, model: str) -> list[Job]:
         """The jobs of ``model``, oldest first."""
         return [j for j in self._jobs.values() if j.model == model]
+
+    def unfinished(self) -> builtins.list[Job]:
+        """Every job still ``queued`` or ``running``, of any model, oldest first."""
+        return [j for j in self._jobs.values() if not j.status.finished]

@@ -25,6 +25,8 @@ def _env(tmp_path, base=None, **extra):
     env["PYTHONUNBUFFERED"] = "1"
     # A private stevedore entry-point cache: nothing stale, nothing left in ~/.cache.
     env.setdefault("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    # Job database and training logs in the test's own directory.
+    env.setdefault("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
     env.update(extra)
     return env
 
@@ -211,6 +213,68 @@ def test_invalid_option_value_exits_with_2(start):
     server = start("--model-name", "legacy", "--base-path", "no-slash")
     assert server.wait(timeout=STARTUP_TIMEOUT) == 2
     assert "base_path" in server.stderr
+
+
+# --- Trainings across restarts ----------------------------------------------------
+
+
+def _trainings(pid):
+    """Spawned children of ``pid`` (not multiprocessing's resource tracker)."""
+    out = subprocess.run(
+        ["pgrep", "-P", str(pid), "-f", "spawn_main"], capture_output=True, text=True
+    )
+    return [int(p) for p in out.stdout.split()]
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture
+def reaper():
+    """Pids to kill after the test, should they outlive it."""
+    pids = []
+    yield pids
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_training_killed_with_the_server_is_interrupted_after_restart(start, reaper):
+    first = start("--model-name", "legacy")
+    first.wait_until_serving()
+    status, body = first.request("/v2/models/legacy/train/", data={"sleep": 60})
+    assert status == 200, body
+    job = json.loads(body)
+    assert job["status"] == "running"
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not (children := _trainings(first.proc.pid)):
+        assert time.monotonic() < deadline, "no training process"
+        time.sleep(0.1)
+    reaper.extend(children)
+
+    first.proc.send_signal(signal.SIGKILL)
+    first.wait()
+    # The training process notices its parent is gone and ends too.
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children):
+        assert time.monotonic() < deadline, "the training outlived its server"
+        time.sleep(0.1)
+
+    second = start("--model-name", "legacy")
+    second.wait_until_serving()
+    status, body = second.request(f"/v2/models/legacy/train/{job['uuid']}")
+    assert status == 200, body
+    record = json.loads(body)
+    assert record["status"] == "interrupted"
+    assert record["message"] == "The server stopped while this training was running"
+    for key in ("uuid", "date", "args", "model", "created", "started"):
+        assert record[key] == job[key], key
+    assert record["finished"]
 
 
 # --- In-process -----------------------------------------------------------------------

@@ -26,7 +26,7 @@ def _free_port():
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
@@ -42,6 +42,8 @@ def server():
             "127.0.0.1",
             "--listen-port",
             str(port),
+            "--state-dir",
+            str(tmp_path_factory.mktemp("state")),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

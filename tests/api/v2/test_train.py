@@ -1,4 +1,12 @@
 import asyncio
+import datetime as dt
+import itertools
+import multiprocessing
+from pathlib import Path
+
+from deepaas.api import create_app
+from deepaas.jobs import Job, JobStatus, MemoryJobStore, SQLiteJobStore
+from deepaas.jobs.manager import INTERRUPTED_QUEUED, INTERRUPTED_RUNNING
 
 TRAIN = "/v2/models/legacy/train/"
 
@@ -47,15 +55,118 @@ async def test_failed_training_is_error_with_message(client):
     assert "result" not in failed
 
 
-async def test_delete_cancels_a_running_training_and_removes_it(client):
+def _child(uuid):
+    name = f"train-legacy-{uuid[:8]}"
+    return [p for p in multiprocessing.active_children() if p.name == name]
+
+
+async def test_delete_cancels_a_running_training_and_keeps_it(client):
     job = await (await client.post(TRAIN, params={"sleep": 60})).json()
+    for _ in range(100):
+        if _child(job["uuid"]):
+            break
+        await asyncio.sleep(0.05)
+    assert _child(job["uuid"])
     loop = asyncio.get_running_loop()
     started = loop.time()
     resp = await client.delete(f"{TRAIN}{job['uuid']}")
     assert resp.status == 200
-    assert (await resp.json())["status"] == "cancelled"
+    cancelled = await resp.json()
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["message"] == "Training cancelled"
+    assert cancelled["finished"]
     assert loop.time() - started < 10
+    assert not _child(job["uuid"])
+    kept = await (await client.get(f"{TRAIN}{job['uuid']}")).json()
+    assert kept["status"] == "cancelled"
+    # A second DELETE removes the finished (cancelled) record.
+    assert (await client.delete(f"{TRAIN}{job['uuid']}")).status == 200
     assert (await client.get(f"{TRAIN}{job['uuid']}")).status == 404
+
+
+async def test_delete_cancels_a_queued_training(client):
+    running = await (await client.post(TRAIN, params={"sleep": 60})).json()
+    queued = await (await client.post(TRAIN)).json()
+    assert queued["status"] == "queued"
+    resp = await client.delete(f"{TRAIN}{queued['uuid']}")
+    assert (await resp.json())["status"] == "cancelled"
+    assert (await resp.json())["started"] is None
+    await client.delete(f"{TRAIN}{running['uuid']}")
+    statuses = [j["status"] for j in await (await client.get(TRAIN)).json()]
+    assert statuses == ["cancelled", "cancelled"]
+
+
+async def test_queued_trainings_start_in_order(client):
+    jobs = [
+        await (await client.post(TRAIN, params={"epochs": n, "sleep": 0.3})).json()
+        for n in range(3)
+    ]
+    assert [j["status"] for j in jobs] == ["running", "queued", "queued"]
+    listing = await (await client.get(TRAIN)).json()
+    assert [j["status"] for j in listing] == ["running", "queued", "queued"]
+    done = [await _wait_for(client, j["uuid"], "done") for j in jobs]
+    starts = [j["started"] for j in done]
+    assert starts == sorted(starts)
+    # Each began after the one before it had finished (one slot).
+    for before, after in itertools.pairwise(done):
+        assert after["started"] >= before["finished"]
+
+
+async def test_records_outlive_the_application(aiohttp_client, config, models):
+    first = await aiohttp_client(create_app(config, models))
+    job = await (await first.post(TRAIN)).json()
+    await _wait_for(first, job["uuid"], "done")
+    await first.close()
+    second = await aiohttp_client(create_app(config, models))
+    body = await (await second.get(f"{TRAIN}{job['uuid']}")).json()
+    assert body["status"] == "done"
+    assert body["result"]["output"] == {"epochs": 1, "loss": 0.1}
+
+
+async def test_stopping_the_server_interrupts_trainings(aiohttp_client, config, models):
+    first = await aiohttp_client(create_app(config, models))
+    running = await (await first.post(TRAIN, params={"sleep": 60})).json()
+    queued = await (await first.post(TRAIN)).json()
+    await first.close()
+    store = SQLiteJobStore(Path(config.state_dir) / "jobs.sqlite3")
+    assert store.get("legacy", running["uuid"]).message == INTERRUPTED_RUNNING
+    assert store.get("legacy", queued["uuid"]).message == INTERRUPTED_QUEUED
+    assert {j.status for j in store.list("legacy")} == {JobStatus.INTERRUPTED}
+
+
+async def test_leftover_jobs_are_interrupted_at_start_up(
+    aiohttp_client, config, models
+):
+    store = SQLiteJobStore(Path(config.state_dir) / "jobs.sqlite3")
+    started = dt.datetime(2024, 5, 6, 7, 8, 9)
+    store.add(
+        Job(
+            uuid="1" * 32,
+            model="legacy",
+            args={"epochs": 2},
+            status=JobStatus.RUNNING,
+            started=started,
+        )
+    )
+    store.add(Job(uuid="2" * 32, model="legacy", args={}))
+    client = await aiohttp_client(create_app(config, models))
+    running = await (await client.get(f"{TRAIN}{'1' * 32}")).json()
+    assert running["status"] == "interrupted"
+    assert running["message"] == INTERRUPTED_RUNNING
+    assert running["args"] == {"epochs": 2}
+    assert running["started"] == started.isoformat()
+    assert running["finished"]
+    queued = await (await client.get(f"{TRAIN}{'2' * 32}")).json()
+    assert (queued["status"], queued["message"]) == ("interrupted", INTERRUPTED_QUEUED)
+
+
+async def test_memory_store_can_be_passed_in(aiohttp_client, config, models):
+    client = await aiohttp_client(
+        create_app(config, models, job_store=MemoryJobStore())
+    )
+    job = await (await client.post(TRAIN)).json()
+    await _wait_for(client, job["uuid"], "done")
+    assert not (Path(config.state_dir) / "jobs.sqlite3").exists()
 
 
 async def test_delete_of_finished_training_removes_it(client):
