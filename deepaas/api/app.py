@@ -63,6 +63,7 @@ def create_app(
         job_store or _job_store(config),
         max_running=config.max_train_processes,
         warm=config.warm,
+        log_dir=None if config.state_dir is None else _log_dir(config.state_dir),
     )
     app.cleanup_ctx.append(_lifetime)
 
@@ -78,6 +79,10 @@ def create_app(
         _LOG.info("Loading plugin %r", name)
         setup(app)
     return app
+
+
+def _log_dir(state_dir: str) -> str:
+    return os.path.join(state_dir, "jobs")
 
 
 def _job_store(config: Config) -> JobStore:

@@ -404,3 +404,32 @@ class _Builder:
             op["parameters"] = [dict(uuid)]
             operations[method] = op
         self.spec.path(path=f"{base}/train/{{uuid}}", operations=operations)
+        self.spec.path(
+            path=f"{base}/train/{{uuid}}/logs",
+            operations={"get": self.logs_operation(token, uuid)},
+        )
+
+    def logs_operation(self, token: str, uuid: dict[str, Any]) -> dict[str, Any]:
+        text = {"type": "string"}
+        ok = self.response("What the training printed", text, "text/plain")
+        if self.v3:
+            ok["content"]["text/event-stream"] = {"schema": text}
+        op = self.operation(
+            "models",
+            "Get the output of a training; follow it as Server-Sent Events",
+            f"get_training_logs_{token}",
+            {"200": ok, **self.failures("404")},
+        )
+        follow: dict[str, Any] = {
+            "in": "query",
+            "name": "follow",
+            "required": False,
+            "description": "Stream new lines as Server-Sent Events until the end",
+        }
+        if self.v3:
+            follow["schema"] = {"type": "boolean", "default": False}
+        else:
+            follow.update(type="boolean", default=False)
+            op["produces"] = ["text/plain", "text/event-stream"]
+        op["parameters"] = [dict(uuid), follow]
+        return op

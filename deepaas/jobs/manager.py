@@ -7,6 +7,9 @@ import builtins
 import contextlib
 import datetime as _dt
 import logging
+import os
+import shutil
+import tempfile
 import uuid as _uuid
 from collections.abc import Callable
 from typing import Any
@@ -39,12 +42,22 @@ class JobManager:
         store: Where job records are kept.
         max_running: Trainings running at once; later ones wait as ``queued``.
         warm: Call the model's ``warm()`` in the training process first.
+        log_dir: Where each training's output is written, as ``<uuid>.log``;
+            ``None`` uses a temporary directory removed by :meth:`aclose`.
     """
 
     def __init__(
-        self, store: JobStore, *, max_running: int = 1, warm: bool = True
+        self,
+        store: JobStore,
+        *,
+        max_running: int = 1,
+        warm: bool = True,
+        log_dir: str | None = None,
     ) -> None:
         self.store = store
+        self._own_log_dir = log_dir is None
+        self.log_dir = log_dir or tempfile.mkdtemp(prefix="deepaas-jobs-")
+        os.makedirs(self.log_dir, exist_ok=True)
         self._warm = warm
         self._slots = asyncio.Semaphore(max_running)
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -114,6 +127,7 @@ class JobManager:
                     model.target,
                     kwargs,
                     self._warm,
+                    self.log_path(job.uuid),
                     name=f"train-{model.name}-{job.uuid[:8]}",
                 )
             finally:
@@ -184,6 +198,8 @@ class JobManager:
         job = self.store.get(model, job_id)
         if job.status.finished:
             self.store.remove(model, job_id)
+            with contextlib.suppress(OSError):
+                os.remove(self.log_path(job_id))
             _LOG.info("Training %s of %r removed (%s)", job_id, model, job.status.value)
             return job
         task = self._tasks.get(job_id)
@@ -196,6 +212,10 @@ class JobManager:
             self._finish(job, JobStatus.CANCELLED, message="Training cancelled")
         _LOG.info("Training %s of %r cancelled", job_id, model)
         return self.store.get(model, job_id)
+
+    def log_path(self, job_id: str) -> str:
+        """The file that holds what training ``job_id`` printed."""
+        return os.path.join(self.log_dir, f"{job_id}.log")
 
     def interrupt_leftovers(self) -> builtins.list[Job]:
         """Mark jobs a previous server left unfinished as ``interrupted``.
@@ -223,6 +243,8 @@ class JobManager:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self._own_log_dir:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
 
 
 def _interrupted(job: Job) -> str:

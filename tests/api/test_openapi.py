@@ -168,11 +168,13 @@ def test_every_route_is_described(openapi, swagger):
     for model in ("legacy", "modern", "dict.model"):
         base = f"/v2/models/{model}"
         expected |= {f"{base}/", f"{base}/predict/", f"{base}/train/"}
-        expected.add(f"{base}/train/{{uuid}}")
+        expected |= {f"{base}/train/{{uuid}}", f"{base}/train/{{uuid}}/logs"}
     for doc in (openapi, swagger):
         assert set(doc["paths"]) == expected
         train = doc["paths"]["/v2/models/legacy/train/"]
         assert set(train) == {"get", "post"}
+        logs = doc["paths"]["/v2/models/legacy/train/{uuid}/logs"]
+        assert [p["name"] for p in logs["get"]["parameters"]] == ["uuid", "follow"]
         assert set(doc["paths"]["/v2/models/legacy/train/{uuid}"]) == {"get", "delete"}
         assert set(doc["paths"]["/v2/models/legacy/predict/"]) == {"post"}
 

@@ -9,11 +9,14 @@ from aiohttp import web
 
 from deepaas.api import _lookup, args
 from deepaas.api.keys import ARGSPECS, CONFIG, JOBS
+from deepaas.exceptions import JobNotFound
 from deepaas.jobs import Job, JobStatus
 
 __all__ = ["job_record", "routes"]
 
 routes = web.RouteTableDef()
+# How often a followed log is checked for new output.
+FOLLOW_POLL_S = 0.25
 
 
 def _iso(value: Any) -> str | None:
@@ -81,6 +84,65 @@ async def show(request: web.Request) -> web.Response:
     model = _lookup.model(request)
     job = request.config_dict[JOBS].get(model.name, request.match_info["uuid"])
     return web.json_response(job_record(job))
+
+
+@routes.get("/models/{model_name}/train/{uuid}/logs", allow_head=False)
+async def logs(request: web.Request) -> web.StreamResponse:
+    """What a training printed: as text, or followed as Server-Sent Events."""
+    model = _lookup.model(request)
+    manager = request.config_dict[JOBS]
+    job_id = request.match_info["uuid"]
+    manager.get(model.name, job_id)
+    path = manager.log_path(job_id)
+    follow = request.query.get("follow", "").lower() in ("true", "1", "yes")
+    if follow or "text/event-stream" in request.headers.get("Accept", ""):
+        return await _follow(request, model.name, job_id, path)
+    text = await asyncio.to_thread(_read_from, path, 0)
+    return web.Response(text=text.decode(errors="replace"), content_type="text/plain")
+
+
+def _read_from(path: str, offset: int) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            file.seek(offset)
+            return file.read()
+    except FileNotFoundError:
+        return b""
+
+
+async def _follow(
+    request: web.Request, model: str, job_id: str, path: str
+) -> web.StreamResponse:
+    manager = request.config_dict[JOBS]
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    offset, pending = 0, b""
+    while True:
+        # Read the status first: output written before the end is then all sent.
+        try:
+            status = manager.get(model, job_id).status
+        except JobNotFound:
+            status = JobStatus.CANCELLED  # removed meanwhile: nothing more comes
+        chunk = await asyncio.to_thread(_read_from, path, offset)
+        offset += len(chunk)
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            await response.write(_event(line.decode(errors="replace")))
+        if status.finished:
+            if pending:
+                await response.write(_event(pending.decode(errors="replace")))
+            await response.write(_event(status.value, event="end"))
+            break
+        await asyncio.sleep(FOLLOW_POLL_S)
+    await response.write_eof()
+    return response
+
+
+def _event(data: str, *, event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {data.rstrip(chr(13))}\n\n".encode()
 
 
 @routes.delete("/models/{model_name}/train/{uuid}")

@@ -5,6 +5,8 @@ import multiprocessing
 from pathlib import Path
 
 from deepaas.api import create_app
+from deepaas.api.keys import JOBS
+from deepaas.config import Config
 from deepaas.jobs import Job, JobStatus, MemoryJobStore, SQLiteJobStore
 from deepaas.jobs.manager import INTERRUPTED_QUEUED, INTERRUPTED_RUNNING
 
@@ -212,3 +214,58 @@ async def _wait_for_model(client, model, uuid):
             return body
         await asyncio.sleep(0.1)
     raise AssertionError(body)
+
+
+async def test_logs_hold_python_and_low_level_output(client, state_dir):
+    job = await (await client.post(TRAIN, params={"epochs": 4})).json()
+    await _wait_for(client, job["uuid"], "done")
+    resp = await client.get(f"{TRAIN}{job['uuid']}/logs")
+    assert resp.status == 200
+    assert resp.content_type == "text/plain"
+    text = await resp.text()
+    assert "training for 4 epochs\n" in text
+    assert "low-level output\n" in text
+    assert (state_dir / "jobs" / f"{job['uuid']}.log").read_text() == text
+    # Removing the finished record removes its log.
+    await client.delete(f"{TRAIN}{job['uuid']}")
+    assert not (state_dir / "jobs" / f"{job['uuid']}.log").exists()
+    assert (await client.get(f"{TRAIN}{job['uuid']}/logs")).status == 404
+
+
+def _events(text):
+    events = []
+    for block in text.split("\n\n"):
+        if block:
+            fields = dict(line.split(": ", 1) for line in block.split("\n"))
+            events.append((fields.get("event", "message"), fields["data"]))
+    return events
+
+
+async def test_logs_follow_streams_events_until_the_end(client):
+    job = await (await client.post(TRAIN, params={"epochs": 2, "sleep": 1})).json()
+    resp = await client.get(f"{TRAIN}{job['uuid']}/logs", params={"follow": "true"})
+    assert resp.status == 200
+    assert resp.content_type == "text/event-stream"
+    events = _events(await resp.text())
+    assert ("message", "training for 2 epochs") in events
+    assert ("message", "low-level output") in events
+    assert events[-1] == ("end", "done")
+
+
+async def test_logs_follow_by_accept_header(client):
+    job = await (await client.post(TRAIN)).json()
+    headers = {"Accept": "text/event-stream"}
+    resp = await client.get(f"{TRAIN}{job['uuid']}/logs", headers=headers)
+    assert _events(await resp.text())[-1] == ("end", "done")
+
+
+async def test_logs_without_state_dir_use_a_temporary_directory(aiohttp_client, models):
+    app = create_app(Config(), models)
+    client = await aiohttp_client(app)
+    job = await (await client.post(TRAIN)).json()
+    await _wait_for(client, job["uuid"], "done")
+    text = await (await client.get(f"{TRAIN}{job['uuid']}/logs")).text()
+    assert "training for 1 epochs" in text
+    log_dir = Path(app[JOBS].log_dir)
+    await client.close()
+    assert not log_dir.exists()
