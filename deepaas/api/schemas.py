@@ -144,6 +144,20 @@ def _status_field() -> AnyField:
     )
 
 
+class Progress(_Answer):
+    """What a model last reported with ``deepaas.model.progress.report``."""
+
+    fraction = fields.Float(
+        allow_none=True, metadata=_doc("Share of the work done, from 0 to 1")
+    )
+    message = fields.Str(allow_none=True, metadata=_doc("The current step"))
+    metrics = fields.Dict(
+        keys=fields.Str(),
+        values=fields.Float(),
+        metadata=_doc("Numbers reported with it (loss, accuracy...)"),
+    )
+
+
 class Training(_Answer):
     """The record of one training."""
 
@@ -175,6 +189,11 @@ class Training(_Answer):
     )
     duration = fields.Float(
         allow_none=True, metadata=_doc("Seconds spent running, once finished")
+    )
+    progress = fields.Nested(
+        Progress,
+        allow_none=True,
+        metadata=_doc("The latest progress the model reported, if any"),
     )
 
 

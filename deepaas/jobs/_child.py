@@ -7,17 +7,24 @@ import sys
 from typing import Any
 
 from deepaas.exceptions import ModelCallError
-from deepaas.model import loading
+from deepaas.model import loading, progress
 
 
 def train(
-    name: str, target: str, kwargs: dict[str, Any], warm: bool, log_path: str
+    name: str,
+    target: str,
+    kwargs: dict[str, Any],
+    warm: bool,
+    log_path: str,
+    progress_path: str,
 ) -> Any:
     """Load model ``name`` from ``target`` in this (child) process and train it.
 
-    Standard output and error go to ``log_path``.
+    Standard output and error go to ``log_path``; :func:`progress.report` writes
+    to ``progress_path``.
     """
     _redirect_output(log_path)
+    os.environ[progress.PROGRESS_ENV] = progress_path
     try:
         return _train(name, target, kwargs, warm)
     finally:

@@ -22,6 +22,7 @@ from deepaas.exceptions import (
 from deepaas.executor import RemoteError, run_in_process
 from deepaas.jobs import _child
 from deepaas.jobs.store import Job, JobStatus, JobStore
+from deepaas.model import progress
 from deepaas.model.v2.wrapper import ModelWrapper
 
 __all__ = ["JobManager"]
@@ -128,6 +129,7 @@ class JobManager:
                     kwargs,
                     self._warm,
                     self.log_path(job.uuid),
+                    self.progress_path(job.uuid),
                     name=f"train-{model.name}-{job.uuid[:8]}",
                 )
             finally:
@@ -198,8 +200,9 @@ class JobManager:
         job = self.store.get(model, job_id)
         if job.status.finished:
             self.store.remove(model, job_id)
-            with contextlib.suppress(OSError):
-                os.remove(self.log_path(job_id))
+            for path in (self.log_path(job_id), self.progress_path(job_id)):
+                with contextlib.suppress(OSError):
+                    os.remove(path)
             _LOG.info("Training %s of %r removed (%s)", job_id, model, job.status.value)
             return job
         task = self._tasks.get(job_id)
@@ -216,6 +219,17 @@ class JobManager:
     def log_path(self, job_id: str) -> str:
         """The file that holds what training ``job_id`` printed."""
         return os.path.join(self.log_dir, f"{job_id}.log")
+
+    def progress_path(self, job_id: str) -> str:
+        """The file that holds the latest progress report of training ``job_id``."""
+        return os.path.join(self.log_dir, f"{job_id}.progress.json")
+
+    def progress(self, job_id: str) -> dict[str, Any] | None:
+        """The latest progress report of training ``job_id``, if any."""
+        state = progress.read(self.progress_path(job_id))
+        if state is not None:
+            state.pop("time", None)
+        return state
 
     def interrupt_leftovers(self) -> builtins.list[Job]:
         """Mark jobs a previous server left unfinished as ``interrupted``.

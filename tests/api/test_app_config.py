@@ -244,3 +244,31 @@ async def test_uploaded_training_file_lives_until_the_job_ends(aiohttp_client):
         await asyncio.sleep(0.1)
     assert body["status"] == "done", body
     assert body["result"]["output"] == {"size": 3000, "original": "set.csv"}
+
+
+class ProgressTrainer:
+    def train(self):
+        from deepaas.model import progress
+
+        progress.report(0.5, "half way", loss=0.7)
+        progress.report(1.0, "done", loss=0.25, accuracy=0.9)
+        return {"ok": True}
+
+
+async def test_progress_reported_in_train_shows_in_the_record(aiohttp_client):
+    client = await aiohttp_client(_app(trainer=ProgressTrainer))
+    job = await (await client.post("/v2/models/trainer/train/")).json()
+    assert job["progress"] is None
+    for _ in range(300):
+        body = await (
+            await client.get(f"/v2/models/trainer/train/{job['uuid']}")
+        ).json()
+        if body["status"] != "running":
+            break
+        await asyncio.sleep(0.1)
+    assert body["status"] == "done", body
+    assert body["progress"] == {
+        "fraction": 1.0,
+        "message": "done",
+        "metrics": {"loss": 0.25, "accuracy": 0.9},
+    }

@@ -23,7 +23,7 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def job_record(job: Job) -> dict[str, Any]:
+def job_record(job: Job, progress: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON record of a training: 2.x's keys first, then ours."""
     record: dict[str, Any] = {
         "uuid": job.uuid,
@@ -45,7 +45,12 @@ def job_record(job: Job) -> dict[str, Any]:
     record["finished"] = _iso(job.finished)
     duration = job.duration
     record["duration"] = duration.total_seconds() if duration is not None else None
+    record["progress"] = progress
     return record
+
+
+def _record(request: web.Request, job: Job) -> dict[str, Any]:
+    return job_record(job, request.config_dict[JOBS].progress(job.uuid))
 
 
 @routes.post("/models/{model_name}/train/")
@@ -67,7 +72,7 @@ async def start(request: web.Request) -> web.Response:
         # Shielded: a client that hangs up must not leave its uploads behind.
         await asyncio.shield(asyncio.to_thread(arguments.cleanup))
         raise
-    return web.json_response(job_record(job))
+    return web.json_response(_record(request, job))
 
 
 @routes.get("/models/{model_name}/train/", allow_head=False)
@@ -75,7 +80,7 @@ async def index(request: web.Request) -> web.Response:
     """List the trainings of a model (a bare JSON list, as 2.x)."""
     model = _lookup.model(request)
     jobs = request.config_dict[JOBS].list(model.name)
-    return web.json_response([job_record(j) for j in jobs])
+    return web.json_response([_record(request, j) for j in jobs])
 
 
 @routes.get("/models/{model_name}/train/{uuid}", allow_head=False)
@@ -83,7 +88,7 @@ async def show(request: web.Request) -> web.Response:
     """Show one training."""
     model = _lookup.model(request)
     job = request.config_dict[JOBS].get(model.name, request.match_info["uuid"])
-    return web.json_response(job_record(job))
+    return web.json_response(_record(request, job))
 
 
 @routes.get("/models/{model_name}/train/{uuid}/logs", allow_head=False)
@@ -150,4 +155,4 @@ async def delete(request: web.Request) -> web.Response:
     """Cancel a training if it still runs, and remove it (as 2.x)."""
     model = _lookup.model(request)
     job = await request.config_dict[JOBS].delete(model.name, request.match_info["uuid"])
-    return web.json_response(job_record(job))
+    return web.json_response(_record(request, job))
