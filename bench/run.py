@@ -790,9 +790,11 @@ def probe_rows(probes):
 def table(header, rows, markdown):
     if markdown:
         lines = ["| " + " | ".join(header) + " |"]
-        lines.append(
-            "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|"
-        )
+        numeric = [
+            all(re.fullmatch(r"-?[\d.]+|-", r[i]) for r in rows)
+            for i in range(len(header))
+        ]
+        lines.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
