@@ -26,6 +26,9 @@ class Config:
         base_path: Prefix of every route, e.g. ``/deepaas`` behind a proxy.
         model_names: Models to serve; empty means every installed model.
         workers: Concurrent predictions per model.
+        http_workers: Server processes answering HTTP requests; above 1,
+            ``deepaas-run`` serves with gunicorn and the processes share the job
+            store in ``state_dir``.
         warm: Call each model's ``warm()`` at start-up.
         debug: Verbose logging.
         debug_endpoint: Serve captured output at ``/v2/debug/``.
@@ -49,6 +52,7 @@ class Config:
     base_path: str = ""
     model_names: tuple[str, ...] = ()
     workers: int = 1
+    http_workers: int = 1
     warm: bool = True
     debug: bool = False
     debug_endpoint: bool = False
@@ -74,6 +78,10 @@ class Config:
         object.__setattr__(self, "base_path", base)
         if self.workers < 1:
             raise ConfigurationError(f"workers must be at least 1, got {self.workers}")
+        if self.http_workers < 1:
+            raise ConfigurationError(
+                f"http_workers must be at least 1, got {self.http_workers}"
+            )
         if self.max_train_processes < 1:
             raise ConfigurationError(
                 "max_train_processes must be at least 1, "

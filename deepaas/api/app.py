@@ -39,6 +39,7 @@ def create_app(
     *,
     plugins: Sequence[tuple[str, Plugin]] = (),
     job_store: JobStore | None = None,
+    server_pid: int | None = None,
 ) -> web.Application:
     """Build the deepaas application serving ``models``.
 
@@ -47,6 +48,8 @@ def create_app(
         models: The models to serve, by name.
         plugins: ``(name, setup)`` pairs; each ``setup(app)`` is called last.
         job_store: Where job records live; by default as ``config`` says.
+        server_pid: The pid of the whole server (the gunicorn master with several
+            HTTP workers); by default this process.
     """
     app = web.Application(
         middlewares=[error_middleware, web.normalize_path_middleware()],
@@ -64,8 +67,11 @@ def create_app(
         max_running=config.max_train_processes,
         warm=config.warm,
         log_dir=None if config.state_dir is None else _log_dir(config.state_dir),
+        server_pid=server_pid,
     )
     app.cleanup_ctx.append(_lifetime)
+    if config.http_workers > 1:
+        app.on_response_prepare.append(_worker_header)
 
     base = config.base_path
     v2app = create_v2_app(config)
@@ -79,6 +85,14 @@ def create_app(
         _LOG.info("Loading plugin %r", name)
         setup(app)
     return app
+
+
+WORKER_HEADER = "X-Deepaas-Worker"
+
+
+async def _worker_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Name the process that answered, in ``X-Deepaas-Worker`` (its pid)."""
+    response.headers[WORKER_HEADER] = str(os.getpid())
 
 
 def _log_dir(state_dir: str) -> str:
@@ -98,6 +112,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
             _LOG.info("Warming model %r", name)
             await predictor.warm()
     app[JOBS].interrupt_leftovers()
+    app[JOBS].open()
     _LOG.info("Serving models: %s", ", ".join(predictors) or "none")
     try:
         yield

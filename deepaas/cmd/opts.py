@@ -38,6 +38,17 @@ server_opts = [
             "'/deepaas'. Must start with '/'."
         ),
     ),
+    cfg.IntOpt(
+        "http-workers",
+        default=1,
+        min=1,
+        help=(
+            "Server processes answering HTTP requests on the listen address. 1 "
+            "serves from a single process; more start that many gunicorn workers "
+            "(aiohttp worker class), each loading the models, that share the job "
+            "database in the state directory."
+        ),
+    ),
 ]
 
 common_opts = [
@@ -193,6 +204,7 @@ def to_config(conf: cfg.ConfigOpts, environ: Mapping[str, str]) -> Config:
         base_path=conf.base_path or "",
         model_names=model_names(conf, environ),
         workers=conf.workers,
+        http_workers=conf.http_workers,
         warm=conf.warm,
         debug=conf.debug,
         debug_endpoint=conf.debug_endpoint,

@@ -11,6 +11,7 @@ from aiohttp import web
 import deepaas
 from deepaas.cmd import opts
 from deepaas.cmd.bootstrap import build_app
+from deepaas.config import Config
 from deepaas.exceptions import DeepaasError
 from deepaas.log import setup_logging
 
@@ -36,13 +37,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"deepaas-run: {exc.message}", file=sys.stderr)
         return 2
     setup_logging(config.log_level, config.log_file)
+    if config.http_workers > 1:
+        _print_banner(config)
+        _LOG.info(
+            "Starting DEEPaaS version %s with %d HTTP workers",
+            deepaas.__version__,
+            config.http_workers,
+        )
+        # Imported here: gunicorn is needed only with several workers.
+        from deepaas.cmd import gunicorn
+
+        return gunicorn.serve(config)
     try:
         app = build_app(config)
     except DeepaasError as exc:
         print(f"deepaas-run: {exc.message}", file=sys.stderr)
         return 1
-    base = f"http://{config.listen_ip}:{config.listen_port}{config.base_path}"
-    print(BANNER.format(version=deepaas.__version__, base=base), flush=True)
+    _print_banner(config)
     _LOG.info("Starting DEEPaaS version %s", deepaas.__version__)
     web.run_app(
         app,
@@ -52,6 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_log=logging.getLogger("deepaas.access"),
     )
     return 0
+
+
+def _print_banner(config: Config) -> None:
+    base = f"http://{config.listen_ip}:{config.listen_port}{config.base_path}"
+    print(BANNER.format(version=deepaas.__version__, base=base), flush=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

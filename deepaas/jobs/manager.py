@@ -21,6 +21,7 @@ from deepaas.exceptions import (
 )
 from deepaas.executor import RemoteError, run_in_process
 from deepaas.jobs import _child
+from deepaas.jobs.owner import make_owner, owner_alive
 from deepaas.jobs.store import Job, JobStatus, JobStore
 from deepaas.model import progress
 from deepaas.model.v2.wrapper import ModelWrapper
@@ -30,6 +31,8 @@ __all__ = ["JobManager"]
 _LOG = logging.getLogger(__name__)
 # DELETE waits this long for a cancelled training to stop (as 2.x did).
 CANCEL_WAIT_S = 5.0
+# How often a server looks for cancellations asked of it by other processes.
+CANCEL_POLL_S = 0.5
 INTERRUPTED_RUNNING = "The server stopped while this training was running"
 INTERRUPTED_QUEUED = "The server stopped while this training was queued"
 
@@ -45,6 +48,11 @@ class JobManager:
         warm: Call the model's ``warm()`` in the training process first.
         log_dir: Where each training's output is written, as ``<uuid>.log``;
             ``None`` uses a temporary directory removed by :meth:`aclose`.
+        server_pid: The pid of the server this manager belongs to: the gunicorn
+            master when several HTTP workers share the store; by default this
+            process. Recorded as part of each job's owner.
+        poll_interval: Seconds between looks for cancellations that other
+            processes sharing the store asked for (see :meth:`open`).
     """
 
     def __init__(
@@ -54,8 +62,13 @@ class JobManager:
         max_running: int = 1,
         warm: bool = True,
         log_dir: str | None = None,
+        server_pid: int | None = None,
+        poll_interval: float = CANCEL_POLL_S,
     ) -> None:
         self.store = store
+        self.owner = make_owner(os.getpid() if server_pid is None else server_pid)
+        self._poll_interval = poll_interval
+        self._watcher: asyncio.Task[None] | None = None
         self._own_log_dir = log_dir is None
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="deepaas-jobs-")
         os.makedirs(self.log_dir, exist_ok=True)
@@ -91,7 +104,12 @@ class JobManager:
                 f"Model '{model.name}' is not importable by name, so it cannot be "
                 "trained in a separate process"
             )
-        job = Job(uuid=_uuid.uuid4().hex, model=model.name, args=public_args)
+        job = Job(
+            uuid=_uuid.uuid4().hex,
+            model=model.name,
+            args=public_args,
+            owner=self.owner,
+        )
         if not self._slots.locked():
             # Start at once, so the record we answer with says "running" (as 2.x).
             await self._slots.acquire()
@@ -210,11 +228,57 @@ class JobManager:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(task), CANCEL_WAIT_S)
+        elif job.owner is not None and owner_alive(job.owner):
+            # Run by another live process sharing the store: ask it, and wait.
+            self.store.request_cancel(job_id)
+            job = await self._wait_finished(model, job_id, CANCEL_WAIT_S)
+            if not job.status.finished:
+                _LOG.warning(
+                    "Training %s of %r not stopped by %s in %.0f s",
+                    job_id,
+                    model,
+                    job.owner,
+                    CANCEL_WAIT_S,
+                )
+                return job
         else:
-            # Not ours to stop (left by another server): only the record changes.
+            # Its server is gone: only the record changes.
             self._finish(job, JobStatus.CANCELLED, message="Training cancelled")
         _LOG.info("Training %s of %r cancelled", job_id, model)
         return self.store.get(model, job_id)
+
+    async def _wait_finished(self, model: str, job_id: str, timeout: float) -> Job:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            job = self.store.get(model, job_id)
+            if job.status.finished or loop.time() >= deadline:
+                return job
+            await asyncio.sleep(0.1)
+
+    def open(self) -> None:
+        """Start following cancellations asked for by other processes.
+
+        Call once the event loop runs; :meth:`aclose` stops it.
+        """
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch_cancels())
+
+    async def _watch_cancels(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            if not self._tasks:
+                continue
+            try:
+                wanted = self.store.cancel_requests()
+            except Exception:
+                _LOG.exception("Reading cancellation requests failed")
+                continue
+            for job_id in wanted:
+                task = self._tasks.get(job_id)
+                if task is not None and not task.done():
+                    _LOG.info("Training %s cancelled by another process", job_id)
+                    task.cancel()
 
     def log_path(self, job_id: str) -> str:
         """The file that holds what training ``job_id`` printed."""
@@ -234,12 +298,19 @@ class JobManager:
     def interrupt_leftovers(self) -> builtins.list[Job]:
         """Mark jobs a previous server left unfinished as ``interrupted``.
 
-        Call once at start-up, before accepting trainings.
+        Jobs of a server that still runs (this one, a sibling HTTP worker or
+        another server on this host sharing the store) are left alone. Call once
+        at start-up, before accepting trainings.
 
         Returns:
             The jobs so marked.
         """
-        jobs = [j for j in self.store.unfinished() if j.uuid not in self._tasks]
+        jobs = [
+            j
+            for j in self.store.unfinished()
+            if j.uuid not in self._tasks
+            and not (j.owner is not None and owner_alive(j.owner))
+        ]
         for job in jobs:
             self._finish(job, JobStatus.INTERRUPTED, message=_interrupted(job))
             _LOG.warning(
@@ -252,6 +323,11 @@ class JobManager:
     async def aclose(self) -> None:
         """Cancel every unfinished training and wait for their processes to stop."""
         self._closing = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         tasks = [t for t in self._tasks.values() if not t.done()]
         for task in tasks:
             task.cancel()

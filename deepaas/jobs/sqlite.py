@@ -31,13 +31,23 @@ CREATE TABLE IF NOT EXISTS jobs (
     started TEXT,
     finished TEXT,
     result TEXT,
-    message TEXT
+    message TEXT,
+    owner TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_model ON jobs (model, seq);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 """
 
-_COLUMNS = "uuid, model, args, status, created, started, finished, result, message"
+_COLUMNS = (
+    "uuid, model, args, status, created, started, finished, result, message, owner"
+)
+_PLACEHOLDERS = ", ".join("?" * len(_COLUMNS.split(",")))
+# Columns added since the first schema, for databases written before them.
+_ADDED_COLUMNS = {
+    "owner": "owner TEXT",
+    "cancel_requested": "cancel_requested INTEGER NOT NULL DEFAULT 0",
+}
 
 
 class SQLiteJobStore:
@@ -58,6 +68,10 @@ class SQLiteJobStore:
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+            for name, definition in _ADDED_COLUMNS.items():
+                if name not in have:
+                    conn.execute(f"ALTER TABLE jobs ADD COLUMN {definition}")
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -72,7 +86,7 @@ class SQLiteJobStore:
         """Store a new job."""
         with self._connect() as conn:
             conn.execute(
-                f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO jobs ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
                 _row(job),
             )
 
@@ -93,12 +107,13 @@ class SQLiteJobStore:
         with self._connect() as conn:
             cursor = conn.execute(
                 "UPDATE jobs SET model = ?, args = ?, status = ?, created = ?, "
-                "started = ?, finished = ?, result = ?, message = ? WHERE uuid = ?",
+                "started = ?, finished = ?, result = ?, message = ?, owner = ? "
+                "WHERE uuid = ?",
                 (*values, uuid),
             )
             if cursor.rowcount == 0:
                 conn.execute(
-                    f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO jobs ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
                     (uuid, *values),
                 )
 
@@ -128,6 +143,20 @@ class SQLiteJobStore:
             ).fetchall()
         return [_job(r) for r in rows]
 
+    def request_cancel(self, uuid: str) -> None:
+        """Ask the process that runs job ``uuid`` to cancel it."""
+        with self._connect() as conn:
+            conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE uuid = ?", (uuid,))
+
+    def cancel_requests(self) -> builtins.list[str]:
+        """The unfinished jobs whose cancellation was asked for."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT uuid FROM jobs WHERE cancel_requested = 1 AND status IN (?, ?)",
+                (JobStatus.QUEUED.value, JobStatus.RUNNING.value),
+            ).fetchall()
+        return [r[0] for r in rows]
+
 
 def _iso(value: _dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
@@ -148,11 +177,12 @@ def _row(job: Job) -> tuple[Any, ...]:
         _iso(job.finished),
         None if job.result is None else to_json(job.result),
         None if job.message is None else str(job.message),
+        job.owner,
     )
 
 
 def _job(row: tuple[Any, ...]) -> Job:
-    uuid, model, args, status, created, started, finished, result, message = row
+    uuid, model, args, status, created, started, finished, result, message, owner = row
     return Job(
         uuid=uuid,
         model=model,
@@ -163,4 +193,5 @@ def _job(row: tuple[Any, ...]) -> Job:
         finished=_from_iso(finished),
         result=None if result is None else json.loads(result),
         message=message,
+        owner=owner,
     )

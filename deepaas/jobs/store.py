@@ -48,6 +48,8 @@ class Job:
         finished: When it ended, whatever the outcome.
         result: What ``train()`` returned, when it succeeded.
         message: Why it failed, was cancelled or interrupted; always text.
+        owner: The server process that runs it (see :mod:`deepaas.jobs.owner`);
+            ``None`` in records written before owners were kept.
     """
 
     uuid: str
@@ -59,6 +61,7 @@ class Job:
     finished: _dt.datetime | None = None
     result: Any = None
     message: str | None = None
+    owner: str | None = None
 
     @property
     def duration(self) -> _dt.timedelta | None:
@@ -89,12 +92,19 @@ class JobStore(Protocol):
     def unfinished(self) -> builtins.list[Job]:
         """Every job still ``queued`` or ``running``, of any model, oldest first."""
 
+    def request_cancel(self, uuid: str) -> None:
+        """Ask the process that runs job ``uuid`` to cancel it."""
+
+    def cancel_requests(self) -> builtins.list[str]:
+        """The unfinished jobs whose cancellation was asked for."""
+
 
 class MemoryJobStore:
     """Jobs kept in this process only (lost on restart)."""
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
+        self._cancel: set[str] = set()
 
     def __iter__(self) -> Iterator[Job]:
         return iter(list(self._jobs.values()))
@@ -118,6 +128,7 @@ class MemoryJobStore:
         """Forget a job, or raise :class:`JobNotFound`."""
         self.get(model, uuid)
         del self._jobs[uuid]
+        self._cancel.discard(uuid)
 
     def list(self, model: str) -> list[Job]:
         """The jobs of ``model``, oldest first."""
@@ -126,3 +137,16 @@ class MemoryJobStore:
     def unfinished(self) -> builtins.list[Job]:
         """Every job still ``queued`` or ``running``, of any model, oldest first."""
         return [j for j in self._jobs.values() if not j.status.finished]
+
+    def request_cancel(self, uuid: str) -> None:
+        """Ask the process that runs job ``uuid`` to cancel it."""
+        if uuid in self._jobs:
+            self._cancel.add(uuid)
+
+    def cancel_requests(self) -> builtins.list[str]:
+        """The unfinished jobs whose cancellation was asked for."""
+        return [
+            u
+            for u in self._cancel
+            if u in self._jobs and not self._jobs[u].status.finished
+        ]

@@ -55,6 +55,8 @@ class Server:
                 stdout=out,
                 stderr=err,
                 env=env,
+                # A process group of its own, killed whole (gunicorn's workers too).
+                start_new_session=True,
             )
 
     @property
@@ -97,10 +99,10 @@ class Server:
         return self.proc.wait(timeout=timeout)
 
     def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=EXIT_TIMEOUT)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=EXIT_TIMEOUT)
 
 
 @pytest.fixture

@@ -98,3 +98,43 @@ def test_sqlite_is_shared_by_processes(tmp_path):
         proc.join(60)
         assert proc.exitcode == 0
     assert len(SQLiteJobStore(path).list("m")) == 40
+
+
+def test_owner_survives_a_round_trip(store):
+    store.add(_job(owner="host:1:2:3"))
+    assert store.get("m", "a" * 32).owner == "host:1:2:3"
+
+
+def test_cancel_requests_name_unfinished_jobs_asked_to_stop(store):
+    store.add(_job("1" * 32, status=JobStatus.RUNNING))
+    store.add(_job("2" * 32, status=JobStatus.RUNNING))
+    store.add(_job("3" * 32, status=JobStatus.DONE))
+    assert store.cancel_requests() == []
+    store.request_cancel("1" * 32)
+    store.request_cancel("3" * 32)
+    assert store.cancel_requests() == ["1" * 32]
+    # Updating the record (e.g. by its runner) keeps the request.
+    job = store.get("m", "1" * 32)
+    store.update(job)
+    assert store.cancel_requests() == ["1" * 32]
+
+
+def test_sqlite_adds_new_columns_to_an_old_database(tmp_path):
+    path = tmp_path / "jobs.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "uuid TEXT NOT NULL UNIQUE, model TEXT NOT NULL, args TEXT NOT NULL, "
+            "status TEXT NOT NULL, created TEXT NOT NULL, started TEXT, "
+            "finished TEXT, result TEXT, message TEXT)"
+        )
+        conn.execute(
+            "INSERT INTO jobs (uuid, model, args, status, created) "
+            "VALUES (?, 'm', '{}', 'running', '2024-01-01T00:00:00')",
+            ("a" * 32,),
+        )
+    conn.close()
+    store = SQLiteJobStore(path)
+    assert store.get("m", "a" * 32).owner is None
+    store.request_cancel("a" * 32)
+    assert store.cancel_requests() == ["a" * 32]

@@ -2,6 +2,8 @@ import asyncio
 import datetime as dt
 import itertools
 import multiprocessing
+import os
+import socket
 from pathlib import Path
 
 from deepaas.api import create_app
@@ -9,6 +11,7 @@ from deepaas.api.keys import JOBS
 from deepaas.config import Config
 from deepaas.jobs import Job, JobStatus, MemoryJobStore, SQLiteJobStore
 from deepaas.jobs.manager import INTERRUPTED_QUEUED, INTERRUPTED_RUNNING
+from deepaas.jobs.owner import make_owner
 
 TRAIN = "/v2/models/legacy/train/"
 
@@ -269,3 +272,33 @@ async def test_logs_without_state_dir_use_a_temporary_directory(aiohttp_client, 
     log_dir = Path(app[JOBS].log_dir)
     await client.close()
     assert not log_dir.exists()
+
+
+async def test_leftovers_of_a_live_server_are_left_alone(
+    aiohttp_client, config, models
+):
+    store = SQLiteJobStore(Path(config.state_dir) / "jobs.sqlite3")
+    live = make_owner(os.getpid())  # e.g. a sibling HTTP worker
+    dead = f"{socket.gethostname()}:999999999:1:999999999"
+    store.add(Job(uuid="1" * 32, model="legacy", args={}, owner=live))
+    store.add(Job(uuid="2" * 32, model="legacy", args={}, owner=dead))
+    client = await aiohttp_client(create_app(config, models))
+    kept = await (await client.get(f"{TRAIN}{'1' * 32}")).json()
+    assert kept["status"] == "queued"
+    gone = await (await client.get(f"{TRAIN}{'2' * 32}")).json()
+    assert gone["status"] == "interrupted"
+
+
+async def test_delete_cancels_a_training_run_by_another_app_sharing_the_store(
+    aiohttp_client, config, models
+):
+    runner = await aiohttp_client(create_app(config, models))
+    other = await aiohttp_client(create_app(config, models))
+    job = await (await runner.post(TRAIN, params={"sleep": 60})).json()
+    assert job["status"] == "running"
+    resp = await other.delete(f"{TRAIN}{job['uuid']}")
+    assert resp.status == 200
+    body = await resp.json()
+    assert (body["status"], body["message"]) == ("cancelled", "Training cancelled")
+    seen = await (await runner.get(f"{TRAIN}{job['uuid']}")).json()
+    assert seen["status"] == "cancelled"

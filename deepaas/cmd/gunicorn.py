@@ -1,0 +1,88 @@
+"""Serving with several HTTP worker processes: gunicorn with aiohttp's worker.
+
+``deepaas-run --http-workers N`` (N above 1) runs :class:`DeepaasApplication`: the
+gunicorn master forks N workers of the ``aiohttp.GunicornWebWorker`` class, and
+each builds its own application with :func:`deepaas.cmd.bootstrap.build_app` from
+the :class:`~deepaas.config.Config` parsed once by the master.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from aiohttp import web
+from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+
+from deepaas.cmd.bootstrap import build_app
+from deepaas.config import Config
+from deepaas.exceptions import DeepaasError
+
+__all__ = ["DeepaasApplication", "bind_address", "serve"]
+
+WORKER_CLASS = "aiohttp.GunicornWebWorker"
+# Exit status of a gunicorn worker that could not boot; the master then stops.
+_WORKER_BOOT_ERROR = 3
+
+
+def bind_address(host: str, port: int) -> str:
+    """``host:port`` as gunicorn reads it (IPv6 addresses in brackets)."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+class DeepaasApplication(BaseApplication):  # type: ignore[misc]
+    """A gunicorn application serving deepaas from ``config.http_workers`` workers.
+
+    Args:
+        config: The parsed settings, handed unchanged to every worker.
+        server_pid: The master's pid, recorded as the owner of trainings; by
+            default the process that creates this object (the future master).
+    """
+
+    def __init__(self, config: Config, *, server_pid: int | None = None) -> None:
+        self.config = config
+        self.server_pid = os.getpid() if server_pid is None else server_pid
+        super().__init__()
+
+    def load_config(self) -> None:
+        """Set gunicorn's settings from the deepaas ones (no command line read)."""
+        config = self.config
+        settings: dict[str, Any] = {
+            "bind": [bind_address(config.listen_ip, config.listen_port)],
+            "workers": config.http_workers,
+            "worker_class": WORKER_CLASS,
+            # Workers answer gunicorn's heartbeat from their event loop, which
+            # loading and warming the models may hold for long: no timeout.
+            "timeout": 0,
+            "graceful_timeout": 30,
+            "loglevel": config.log_level.lower(),
+            "proc_name": "deepaas-run",
+        }
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn 25 and later open a control socket in $HOME; not ours.
+            settings["control_socket_disable"] = True
+        if config.log_file:
+            settings["errorlog"] = config.log_file
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> web.Application:
+        """Build this worker's application (called in each worker, after the fork)."""
+        try:
+            return build_app(self.config, server_pid=self.server_pid)
+        except DeepaasError as exc:
+            print(f"deepaas-run: {exc.message}", file=sys.stderr, flush=True)
+            raise SystemExit(_WORKER_BOOT_ERROR) from None
+
+
+def serve(config: Config) -> int:
+    """Run gunicorn until it is stopped; return the exit code."""
+    try:
+        DeepaasApplication(config).run()
+    except SystemExit as exc:
+        # gunicorn halts with 3 (or 4) when workers cannot boot: our exit 1.
+        return 0 if exc.code in (None, 0) else 1
+    return 0

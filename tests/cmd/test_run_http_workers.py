@@ -1,0 +1,161 @@
+"""``deepaas-run --http-workers 2``: gunicorn workers sharing one job store."""
+
+import http.client
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.cmd.test_run import (
+    EXIT_TIMEOUT,
+    STARTUP_TIMEOUT,
+    _alive,
+    _trainings,
+    start,  # noqa: F401 (fixture)
+)
+
+WORKER = "X-Deepaas-Worker"
+TRAIN = "/v2/models/legacy/train/"
+
+
+class Connection:
+    """A keep-alive connection: every request lands on the same worker."""
+
+    def __init__(self, port):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+        self.worker = None
+
+    def call(self, method, path, data=None):
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        body = None if data is None else json.dumps(data).encode()
+        self.conn.request(method, path, body=body, headers=headers)
+        resp = self.conn.getresponse()
+        payload = resp.read()
+        worker = int(resp.headers[WORKER])
+        assert self.worker in (None, worker), "a keep-alive connection moved"
+        self.worker = worker
+        return resp.status, json.loads(payload) if payload else None
+
+    def close(self):
+        self.conn.close()
+
+
+@pytest.fixture
+def connections():
+    opened = []
+    yield opened
+    for conn in opened:
+        conn.close()
+
+
+def _one_per_worker(port, connections, want=2, tries=300):
+    """Keep-alive connections, one to each of ``want`` different workers."""
+    by_worker = {}
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    for _ in range(tries):
+        conn = Connection(port)
+        connections.append(conn)
+        status, _ = conn.call("GET", "/v2/models/")
+        assert status == 200
+        if conn.worker in by_worker:
+            conn.close()
+        else:
+            by_worker[conn.worker] = conn
+        if len(by_worker) >= want or time.monotonic() > deadline:
+            break
+    assert len(by_worker) >= want, f"requests reached only workers {list(by_worker)}"
+    return by_worker
+
+
+def _workers(master):
+    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
+    return {int(p) for p in out.stdout.split()}
+
+
+def _wait_for(predicate, message, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.1)
+
+
+def _serve(start):  # noqa: F811
+    server = start("--model-name", "legacy", "--http-workers", "2")
+    server.wait_until_serving()
+    _wait_for(lambda: len(_workers(server.proc.pid)) == 2, "not 2 workers", 20)
+    return server
+
+
+def test_training_is_seen_and_cancelled_from_every_worker(start, connections):  # noqa: F811
+    server = _serve(start)
+    by_worker = _one_per_worker(server.port, connections)
+    assert set(by_worker) == _workers(server.proc.pid)
+
+    owner, other = list(by_worker.values())[:2]
+    status, job = owner.call("POST", TRAIN, {"sleep": 30})
+    assert status == 200, job
+    assert job["status"] == "running"
+    _wait_for(lambda: _trainings(owner.worker), "no training process")
+    (child,) = _trainings(owner.worker)
+
+    for conn in by_worker.values():
+        status, record = conn.call("GET", TRAIN + job["uuid"])
+        assert status == 200
+        assert record["status"] == "running"
+        status, listed = conn.call("GET", TRAIN)
+        assert [j["uuid"] for j in listed] == [job["uuid"]]
+
+    # Cancelled through a worker that does not run it.
+    started = time.monotonic()
+    status, record = other.call("DELETE", TRAIN + job["uuid"])
+    assert status == 200, record
+    assert record["status"] == "cancelled"
+    assert time.monotonic() - started < 5
+    _wait_for(lambda: not _alive(child), "the training process still runs", 5)
+    for conn in by_worker.values():
+        status, record = conn.call("GET", TRAIN + job["uuid"])
+        assert status == 200
+        assert record["status"] == "cancelled"
+        assert record["message"] == "Training cancelled"
+
+    server.proc.send_signal(signal.SIGINT)
+    assert server.wait() == 0, server.stderr
+
+
+def test_new_worker_leaves_a_sibling_training_running(start, connections):  # noqa: F811
+    server = _serve(start)
+    conn = Connection(server.port)
+    connections.append(conn)
+    status, job = conn.call("POST", TRAIN, {"sleep": 30})
+    assert status == 200, job
+    _wait_for(lambda: _trainings(conn.worker), "no training process")
+
+    # A third worker starts, and looks for trainings left by dead servers.
+    server.proc.send_signal(signal.SIGTTIN)
+    _wait_for(lambda: len(_workers(server.proc.pid)) == 3, "no third worker", 20)
+    by_worker = _one_per_worker(server.port, connections, want=3)
+    for other in by_worker.values():
+        status, record = other.call("GET", TRAIN + job["uuid"])
+        assert record["status"] == "running", record
+
+
+def test_sigint_stops_workers_and_trainings(start, connections):  # noqa: F811
+    server = _serve(start)
+    workers = _workers(server.proc.pid)
+    conn = Connection(server.port)
+    connections.append(conn)
+    status, job = conn.call("POST", TRAIN, {"sleep": 30})
+    assert status == 200, job
+    _wait_for(lambda: _trainings(conn.worker), "no training process")
+    children = _trainings(conn.worker)
+    conn.close()
+
+    server.proc.send_signal(signal.SIGINT)
+    assert server.wait(timeout=EXIT_TIMEOUT + 20) == 0, server.stderr
+    assert "Traceback" not in server.stderr
+    _wait_for(
+        lambda: not any(_alive(p) for p in {*workers, *children}),
+        "a worker or training outlived the server",
+    )
