@@ -75,7 +75,9 @@ class DeepaasApplication(BaseApplication):  # type: ignore[misc]
             return build_app(self.config, server_pid=self.server_pid)
         except DeepaasError as exc:
             print(f"deepaas-run: {exc.message}", file=sys.stderr, flush=True)
-            raise SystemExit(_WORKER_BOOT_ERROR) from None
+            # The status that makes the master stop rather than start another
+            # worker; os._exit, as the worker class turns SystemExit into 1.
+            os._exit(_WORKER_BOOT_ERROR)
 
 
 def serve(config: Config) -> int:

@@ -159,3 +159,9 @@ def test_sigint_stops_workers_and_trainings(start, connections):  # noqa: F811
         lambda: not any(_alive(p) for p in {*workers, *children}),
         "a worker or training outlived the server",
     )
+
+
+def test_unknown_model_stops_the_server_with_1(start):  # noqa: F811
+    server = start("--model-name", "nope", "--http-workers", "2")
+    assert server.wait(timeout=STARTUP_TIMEOUT) == 1
+    assert "deepaas-run: Model 'nope' not found" in server.stderr
