@@ -11,9 +11,10 @@ from collections.abc import Sequence
 
 from deepaas.exceptions import ConfigurationError
 
-__all__ = ["JOB_STORES", "Config"]
+__all__ = ["EXECUTORS", "JOB_STORES", "Config"]
 
 JOB_STORES = ("sqlite", "memory")
+EXECUTORS = ("async", "thread", "process")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -25,7 +26,19 @@ class Config:
         listen_port: Port to bind.
         base_path: Prefix of every route, e.g. ``/deepaas`` behind a proxy.
         model_names: Models to serve; empty means every installed model.
-        workers: Concurrent predictions per model.
+        workers: Concurrent predictions per model: threads, or worker processes
+            with the ``process`` executor.
+        executor: Where each model's ``predict`` runs: ``"thread"`` (a pool of
+            ``workers`` threads; coroutines on the event loop), ``"async"`` (the
+            same, declared for coroutine models) or ``"process"`` (``workers``
+            spawned processes, each holding its own warmed copy of the model).
+        max_queue: Predictions that may wait for a free worker, per model; more
+            are refused with :class:`~deepaas.exceptions.Overloaded`. 0 means
+            no limit.
+        predict_timeout: Seconds a prediction may take, waiting included; 0
+            means no limit.
+        gpus: GPU ids handed round-robin to worker processes as
+            ``CUDA_VISIBLE_DEVICES`` (``process`` executor only).
         http_workers: Server processes answering HTTP requests; above 1,
             ``deepaas-run`` serves with gunicorn and the processes share the job
             store in ``state_dir``.
@@ -53,6 +66,10 @@ class Config:
     model_names: tuple[str, ...] = ()
     workers: int = 1
     http_workers: int = 1
+    executor: str = "thread"
+    max_queue: int = 64
+    predict_timeout: float = 0.0
+    gpus: tuple[str, ...] = ()
     warm: bool = True
     debug: bool = False
     debug_endpoint: bool = False
@@ -82,6 +99,21 @@ class Config:
             raise ConfigurationError(
                 f"http_workers must be at least 1, got {self.http_workers}"
             )
+        if self.executor not in EXECUTORS:
+            raise ConfigurationError(
+                f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}"
+            )
+        if self.max_queue < 0:
+            raise ConfigurationError(
+                f"max_queue must be 0 or more, got {self.max_queue}"
+            )
+        if self.predict_timeout < 0:
+            raise ConfigurationError(
+                f"predict_timeout must be 0 or more, got {self.predict_timeout}"
+            )
+        object.__setattr__(self, "gpus", _unique(self.gpus))
+        if self.gpus and self.executor != "process":
+            raise ConfigurationError("gpus needs the 'process' executor")
         if self.max_train_processes < 1:
             raise ConfigurationError(
                 "max_train_processes must be at least 1, "

@@ -17,7 +17,9 @@
     ├── NotAcceptable                the requested media type is not offered
     ├── UnsupportedMediaType         the request body type cannot be read
     ├── JobNotFound                  unknown training id
-    └── WorkerCrashed                a worker process died while running a call
+    ├── WorkerCrashed                a worker process died while running a call
+    ├── Overloaded                   too many calls waiting; retry later
+    └── CallTimedOut                 a call ran past its time limit
 
 Every class keeps its state in ``args`` so it survives pickling across processes.
 """
@@ -29,6 +31,7 @@ from typing import Any
 
 __all__ = [
     "ArgumentError",
+    "CallTimedOut",
     "ConfigurationError",
     "DeepaasError",
     "InvalidModelResponse",
@@ -42,6 +45,7 @@ __all__ = [
     "ModelNotFound",
     "NoModelsAvailable",
     "NotAcceptable",
+    "Overloaded",
     "UnsupportedMediaType",
     "WorkerCrashed",
 ]
@@ -159,3 +163,25 @@ class JobNotFound(DeepaasError):
 
 class WorkerCrashed(DeepaasError):
     """A worker process died while it was running a call."""
+
+
+class Overloaded(DeepaasError):
+    """Too many calls are already waiting for a model; the client should retry.
+
+    Args:
+        message: What is full.
+        retry_after: Seconds the client should wait before retrying.
+    """
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message, retry_after)
+        self._ctor = (message, retry_after)
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds to wait before retrying, for the ``Retry-After`` header."""
+        return int(self.args[1])
+
+
+class CallTimedOut(DeepaasError):
+    """A call to a model ran past its time limit and was abandoned."""

@@ -52,6 +52,8 @@ def test_every_error_survives_pickling(cls):
         (RequestTooLarge("x"), 413),
         (exceptions.ModelCallError("x"), 500),
         (exceptions.WorkerCrashed("x"), 500),
+        (exceptions.Overloaded("x"), 503),
+        (exceptions.CallTimedOut("x"), 504),
     ],
 )
 def test_status_of_each_error(error, status):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from deepaas.exceptions import WorkerCrashed
-from deepaas.executor import RemoteError, ThreadExecutor, run_in_process
+from deepaas.executor import ProcessPool, RemoteError, ThreadExecutor, run_in_process
 
 
 class Unpicklable(Exception):
@@ -125,3 +125,42 @@ def test_child_exits_when_its_parent_is_killed(tmp_path):
             os.kill(child, signal.SIGKILL)
             pytest.fail("the orphaned child kept running")
         time.sleep(0.05)
+
+
+def _pool_handler():
+    return _pool_call
+
+
+def _pool_call(action):
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if action == "raise":
+        raise ValueError("bad value")
+    return os.getpid()
+
+
+def _failing_initializer():
+    raise RuntimeError("cannot load")
+
+
+async def test_pool_worker_killed_by_signal_is_replaced():
+    pool = ProcessPool(1, _pool_handler)
+    try:
+        first = await pool.run("pid")
+        assert pool.pids == [first]
+        with pytest.raises(WorkerCrashed, match="SIGKILL"):
+            await pool.run("kill")
+        with pytest.raises(RemoteError, match="bad value"):
+            await pool.run("raise")
+        second = await pool.run("pid")
+        assert second != first
+        assert await pool.run("pid") == second
+    finally:
+        await pool.aclose()
+    assert not _alive(second)
+
+
+async def test_pool_initializer_failure_is_raised():
+    pool = ProcessPool(2, _failing_initializer)
+    with pytest.raises(RemoteError, match="cannot load"):
+        await pool.start()

@@ -60,7 +60,16 @@ def create_app(
     app[MODELS] = dict(models)
     app[ARGSPECS] = {name: ModelArgs(model) for name, model in models.items()}
     app[PREDICTORS] = {
-        name: Predictor(model, workers=config.workers) for name, model in models.items()
+        name: Predictor(
+            model,
+            workers=config.workers,
+            executor=config.executor,
+            max_queue=config.max_queue,
+            timeout=config.predict_timeout,
+            gpus=config.gpus,
+            warm=config.warm,
+        )
+        for name, model in models.items()
     }
     app[JOBS] = JobManager(
         job_store or _job_store(config),
@@ -107,10 +116,12 @@ def _job_store(config: Config) -> JobStore:
 
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     predictors = app[PREDICTORS]
-    if app[CONFIG].warm:
-        for name, predictor in predictors.items():
+    for name, predictor in predictors.items():
+        if app[CONFIG].warm:
             _LOG.info("Warming model %r", name)
             await predictor.warm()
+        else:
+            await predictor.start()
     app[JOBS].interrupt_leftovers()
     app[JOBS].open()
     _LOG.info("Serving models: %s", ", ".join(predictors) or "none")
@@ -119,4 +130,4 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     finally:
         await app[JOBS].aclose()
         for predictor in predictors.values():
-            predictor.close()
+            await predictor.aclose()

@@ -32,6 +32,8 @@ _STATUS: Mapping[type[exc.DeepaasError], HTTPStatus] = {
     exc.UnsupportedMediaType: HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
     RequestTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
     exc.WorkerCrashed: HTTPStatus.INTERNAL_SERVER_ERROR,
+    exc.Overloaded: HTTPStatus.SERVICE_UNAVAILABLE,
+    exc.CallTimedOut: HTTPStatus.GATEWAY_TIMEOUT,
 }
 
 
@@ -54,6 +56,11 @@ def _from_deepaas(error: exc.DeepaasError) -> web.Response:
         # Field keys come last so an argument named "message" keeps 2.x's shape.
         body = {"message": error.message, "errors": messages, **messages}
         return web.json_response(body, status=status)
+    if isinstance(error, exc.Overloaded):
+        _LOG.warning("%s", error.message)
+        response = json_error(status, error.message)
+        response.headers["Retry-After"] = str(error.retry_after)
+        return response
     if status >= 500:
         _LOG.error("%s: %s", type(error).__name__, error.message)
     return json_error(status, error.message)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from oslo_config import cfg
 
 import deepaas
-from deepaas.config import JOB_STORES, Config
+from deepaas.config import EXECUTORS, JOB_STORES, Config
 
 __all__ = ["list_opts", "load_config", "register_opts", "to_config"]
 
@@ -67,7 +67,51 @@ common_opts = [
         short="p",
         default=1,
         min=1,
-        help="Predictions run at once for each model.",
+        help=(
+            "Predictions run at once for each model: threads, or worker processes "
+            "with '--executor process'."
+        ),
+    ),
+    cfg.StrOpt(
+        "executor",
+        default="thread",
+        choices=list(EXECUTORS),
+        help=(
+            "Where predictions run. 'thread': a pool of --workers threads in the "
+            "server process (coroutine predicts run on the event loop). 'async': "
+            "the same, for models whose predict is a coroutine. 'process': "
+            "--workers spawned processes, each loading and warming its own copy "
+            "of the model once; a crash fails only its own call, and a timed-out "
+            "or cancelled call really stops."
+        ),
+    ),
+    cfg.IntOpt(
+        "max-queue",
+        default=64,
+        min=0,
+        help=(
+            "Predictions that may wait for a free worker, per model; further ones "
+            "are answered with 503 and a Retry-After header. 0 means no limit."
+        ),
+    ),
+    cfg.FloatOpt(
+        "predict-timeout",
+        default=0.0,
+        min=0.0,
+        help=(
+            "Seconds a prediction may take, waiting for a worker included, before "
+            "it is answered with 504; with '--executor process' its worker is "
+            "killed and replaced. 0 means no limit."
+        ),
+    ),
+    cfg.ListOpt(
+        "gpus",
+        default=[],
+        help=(
+            "GPU ids, e.g. '0,1', given round-robin to worker processes as "
+            "CUDA_VISIBLE_DEVICES (set in each worker only). Only with "
+            "'--executor process'."
+        ),
     ),
     cfg.BoolOpt(
         "warm",
@@ -205,6 +249,10 @@ def to_config(conf: cfg.ConfigOpts, environ: Mapping[str, str]) -> Config:
         model_names=model_names(conf, environ),
         workers=conf.workers,
         http_workers=conf.http_workers,
+        executor=conf.executor,
+        max_queue=conf.max_queue,
+        predict_timeout=conf.predict_timeout,
+        gpus=tuple(conf.gpus or ()),
         warm=conf.warm,
         debug=conf.debug,
         debug_endpoint=conf.debug_endpoint,

@@ -1,14 +1,9 @@
-"""Where model code runs: a bounded thread pool, or a killable child process.
-
-Nothing here knows about models or HTTP: callers hand in module-level functions.
-"""
+"""A call in a killable child process, and what every process executor shares."""
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import functools
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -22,40 +17,13 @@ from typing import Any
 
 from deepaas.exceptions import WorkerCrashed
 
-__all__ = ["RemoteError", "ThreadExecutor", "run_in_process"]
+__all__ = ["RemoteError", "run_in_process", "watch_parent"]
 
 _LOG = logging.getLogger(__name__)
 # A killed child gets this long to exit on SIGTERM before SIGKILL.
 _TERM_GRACE_S = 3.0
 # How often a child checks that its parent still lives.
 _PARENT_POLL_S = 0.5
-
-
-class ThreadExecutor:
-    """A bounded pool of threads; calls beyond ``max_workers`` wait their turn.
-
-    Right for code that releases the GIL (numpy, torch, onnxruntime) and for
-    light models; a cancelled call stops waiting but cannot interrupt a thread.
-    """
-
-    def __init__(self, max_workers: int, *, name: str = "deepaas") -> None:
-        if max_workers < 1:
-            raise ValueError(f"max_workers must be at least 1, got {max_workers}")
-        self.max_workers = max_workers
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers, thread_name_prefix=name
-        )
-
-    async def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """Run ``fn(*args, **kwargs)`` in a worker thread and return its result."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool, functools.partial(fn, *args, **kwargs)
-        )
-
-    def shutdown(self) -> None:
-        """Stop accepting work; running calls finish in the background."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class RemoteError(Exception):
