@@ -137,6 +137,11 @@ class Arguments:
             }
         return _jsonable(shown)
 
+    @property
+    def has_files(self) -> bool:
+        """Whether uploads are on disk, waiting for :meth:`cleanup`."""
+        return self._tmpdir is not None
+
     def cleanup(self) -> None:
         """Remove the uploaded files (idempotent, safe to call from any thread)."""
         if self._tmpdir is not None:

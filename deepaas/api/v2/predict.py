@@ -42,8 +42,9 @@ async def predict(request: web.Request) -> web.StreamResponse:
             return answer
         return await answer.send(request)
     finally:
-        # Shielded: a client that hangs up must not leave its uploads behind.
-        await asyncio.shield(asyncio.to_thread(arguments.cleanup))
+        if arguments.has_files:
+            # Shielded: a client that hangs up must not leave its uploads behind.
+            await asyncio.shield(asyncio.to_thread(arguments.cleanup))
 
 
 # How often a waiting prediction checks that its client is still connected.

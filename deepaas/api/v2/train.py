@@ -69,8 +69,9 @@ async def start(request: web.Request) -> web.Response:
             cleanup=arguments.cleanup,
         )
     except BaseException:
-        # Shielded: a client that hangs up must not leave its uploads behind.
-        await asyncio.shield(asyncio.to_thread(arguments.cleanup))
+        if arguments.has_files:
+            # Shielded: a client that hangs up must not leave its uploads behind.
+            await asyncio.shield(asyncio.to_thread(arguments.cleanup))
         raise
     return web.json_response(_record(request, job))
 
