@@ -50,11 +50,17 @@ def connections():
         conn.close()
 
 
-def _one_per_worker(port, connections, want=2, tries=300):
-    """Keep-alive connections, one to each of ``want`` different workers."""
+def _one_per_worker(port, connections, want=2):
+    """Keep-alive connections, one to each of ``want`` different workers.
+
+    Time-bounded rather than count-bounded: on a loaded machine a worker may
+    still be loading its models when the first one already answers.
+    """
     by_worker = {}
     deadline = time.monotonic() + STARTUP_TIMEOUT
-    for _ in range(tries):
+    while True:
+        if by_worker:
+            time.sleep(0.02)
         conn = Connection(port)
         connections.append(conn)
         status, _ = conn.call("GET", "/v2/models/")
