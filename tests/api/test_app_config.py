@@ -216,6 +216,16 @@ def _static():
     return StaticModel
 
 
+async def _finished(client, model, uuid):
+    """The training's record once it has left ``queued``/``running`` (30 s max)."""
+    for _ in range(300):
+        body = await (await client.get(f"/v2/models/{model}/train/{uuid}")).json()
+        if body["status"] not in ("queued", "running"):
+            return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"training {uuid} still {body['status']}")
+
+
 class FileTrainer:
     def get_train_args(self):
         return {"data": fields.Field(required=True, metadata={"type": "file"})}
@@ -235,13 +245,7 @@ async def test_uploaded_training_file_lives_until_the_job_ends(aiohttp_client):
         "content_type": "text/csv",
         "original_filename": "set.csv",
     }
-    for _ in range(300):
-        body = await (
-            await client.get(f"/v2/models/trainer/train/{job['uuid']}")
-        ).json()
-        if body["status"] != "running":
-            break
-        await asyncio.sleep(0.1)
+    body = await _finished(client, "trainer", job["uuid"])
     assert body["status"] == "done", body
     assert body["result"]["output"] == {"size": 3000, "original": "set.csv"}
 
@@ -259,13 +263,7 @@ async def test_progress_reported_in_train_shows_in_the_record(aiohttp_client):
     client = await aiohttp_client(_app(trainer=ProgressTrainer))
     job = await (await client.post("/v2/models/trainer/train/")).json()
     assert job["progress"] is None
-    for _ in range(300):
-        body = await (
-            await client.get(f"/v2/models/trainer/train/{job['uuid']}")
-        ).json()
-        if body["status"] != "running":
-            break
-        await asyncio.sleep(0.1)
+    body = await _finished(client, "trainer", job["uuid"])
     assert body["status"] == "done", body
     assert body["progress"] == {
         "fraction": 1.0,
