@@ -10,6 +10,7 @@ import pytest
 
 from deepaas.exceptions import WorkerCrashed
 from deepaas.executor import ProcessPool, RemoteError, ThreadExecutor, run_in_process
+from tests._processes import alive
 
 
 class Unpicklable(Exception):
@@ -32,16 +33,6 @@ def _kill_self():
 def _sleep_writing_pid(path):
     Path(path).write_text(str(os.getpid()))
     time.sleep(60)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purpose; reaped by init soon.
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 _PARENT_SCRIPT = """
@@ -120,7 +111,7 @@ def test_child_exits_when_its_parent_is_killed(tmp_path):
         parent.kill()
         parent.wait()
     deadline = time.monotonic() + 5
-    while _alive(child):
+    while alive(child):
         if time.monotonic() > deadline:
             os.kill(child, signal.SIGKILL)
             pytest.fail("the orphaned child kept running")
@@ -157,7 +148,7 @@ async def test_pool_worker_killed_by_signal_is_replaced():
         assert await pool.run("pid") == second
     finally:
         await pool.aclose()
-    assert not _alive(second)
+    assert not alive(second)
 
 
 async def test_pool_initializer_failure_is_raised():

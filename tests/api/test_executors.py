@@ -17,6 +17,7 @@ from deepaas.config import Config
 from deepaas.exceptions import ConfigurationError
 from deepaas.model import loading
 from deepaas.model.predictor import Predictor
+from tests._processes import alive
 
 
 class Worker:
@@ -122,7 +123,7 @@ async def test_timeout_is_504_and_replaces_the_worker(aiohttp_client):
     status, body, _ = await _predict(client)
     assert status == 200
     assert body["pid"] != old_pid
-    assert not _alive(old_pid)
+    assert not alive(old_pid)
 
 
 async def test_thread_timeout_is_504(aiohttp_client):
@@ -193,7 +194,7 @@ async def test_pool_is_stopped_with_the_app(aiohttp_client):
     pool = app[PREDICTORS]["worker"].pool
     pids = pool.pids
     await client.close()
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
 
 
 def test_model_without_target_cannot_use_processes():
@@ -217,12 +218,3 @@ def test_model_without_target_cannot_use_processes():
 def test_invalid_settings(changes):
     with pytest.raises(ConfigurationError):
         Config(**changes)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"

@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 
 from deepaas.cmd import run
+from tests._processes import alive
 
 STARTUP_TIMEOUT = 20.0
 EXIT_TIMEOUT = 10.0
@@ -228,14 +229,6 @@ def _trainings(pid):
     return [int(p) for p in out.stdout.split()]
 
 
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 @pytest.fixture
 def reaper():
     """Pids to kill after the test, should they outlive it."""
@@ -263,7 +256,7 @@ def test_training_killed_with_the_server_is_interrupted_after_restart(start, rea
     first.wait()
     # The training process notices its parent is gone and ends too.
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in children):
+    while any(alive(pid) for pid in children):
         assert time.monotonic() < deadline, "the training outlived its server"
         time.sleep(0.1)
 

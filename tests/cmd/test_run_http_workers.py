@@ -8,10 +8,10 @@ import time
 
 import pytest
 
+from tests._processes import alive
 from tests.cmd.test_run import (
     EXIT_TIMEOUT,
     STARTUP_TIMEOUT,
-    _alive,
     _trainings,
     start,  # noqa: F401 (fixture)
 )
@@ -119,7 +119,7 @@ def test_training_is_seen_and_cancelled_from_every_worker(start, connections):  
     assert status == 200, record
     assert record["status"] == "cancelled"
     assert time.monotonic() - started < 5
-    _wait_for(lambda: not _alive(child), "the training process still runs", 5)
+    _wait_for(lambda: not alive(child), "the training process still runs", 5)
     for conn in by_worker.values():
         status, record = conn.call("GET", TRAIN + job["uuid"])
         assert status == 200
@@ -162,7 +162,7 @@ def test_sigint_stops_workers_and_trainings(start, connections):  # noqa: F811
     assert server.wait(timeout=EXIT_TIMEOUT + 20) == 0, server.stderr
     assert "Traceback" not in server.stderr
     _wait_for(
-        lambda: not any(_alive(p) for p in {*workers, *children}),
+        lambda: not any(alive(p) for p in {*workers, *children}),
         "a worker or training outlived the server",
     )
 
