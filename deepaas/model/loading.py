@@ -17,6 +17,7 @@ from deepaas.exceptions import (
     NoModelsAvailable,
 )
 from deepaas.model import _compat
+from deepaas.model.v2.base import BaseModel
 from deepaas.model.v2.wrapper import ModelWrapper
 
 __all__ = ["NAMESPACE", "available_models", "instantiate", "load_models", "resolve"]
@@ -132,8 +133,6 @@ def instantiate(plugin: Any) -> Any:
 
 
 def _inherited_default(cls: type, method: str) -> bool:
-    from deepaas.model.v2.base import BaseModel
-
     owner = next((k for k in cls.__mro__ if method in vars(k)), None)
     return owner is BaseModel
 

@@ -19,10 +19,14 @@ from deepaas.exceptions import (
     ModelMethodNotImplemented,
 )
 from deepaas.model import _fields
+from deepaas.model.v2.base import BaseModel
 
 __all__ = ["ModelWrapper", "ReturnedFile", "UploadedFile"]
 
 _LOG = logging.getLogger(__name__)
+
+# BaseModel's own defaults that only raise NotImplementedError: not "provided".
+_STUBS = {m: vars(BaseModel)[m] for m in ("get_metadata", "predict", "train")}
 
 ACCEPT = "accept"
 JSON = "application/json"
@@ -103,7 +107,7 @@ class ModelWrapper:
         func = getattr(self.model, method, None)
         if not callable(func):
             return False
-        return getattr(func, "__func__", func) is not _stub(method)
+        return getattr(func, "__func__", func) is not _STUBS.get(method)
 
     def is_async(self, method: str) -> bool:
         """Whether ``method`` is a coroutine function, to be awaited directly."""
@@ -202,15 +206,6 @@ class ModelWrapper:
                 f"Model '{self.name}' returned a response that does not match its "
                 f"schema: {exc.messages}"
             ) from None
-
-
-def _stub(method: str) -> Any:
-    # BaseModel's own defaults that only raise NotImplementedError.
-    from deepaas.model.v2.base import BaseModel
-
-    if method in ("get_metadata", "predict", "train"):
-        return vars(BaseModel)[method]
-    return None
 
 
 def _describe(exc: BaseException) -> str:
