@@ -14,7 +14,7 @@ from deepaas.exceptions import ConfigurationError
 __all__ = ["EXECUTORS", "JOB_STORES", "Config"]
 
 JOB_STORES = ("sqlite", "memory")
-EXECUTORS = ("async", "thread", "process")
+EXECUTORS = ("auto", "thread", "async", "process")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -28,10 +28,15 @@ class Config:
         model_names: Models to serve; empty means every installed model.
         workers: Concurrent predictions per model: threads, or worker processes
             with the ``process`` executor.
-        executor: Where each model's ``predict`` runs: ``"thread"`` (a pool of
-            ``workers`` threads; coroutines on the event loop), ``"async"`` (the
-            same, declared for coroutine models) or ``"process"`` (``workers``
-            spawned processes, each holding its own warmed copy of the model).
+        executor: Where each model's ``predict`` runs: ``"auto"`` (a pool of
+            ``workers`` threads, from which a model whose calls stay under
+            ``inline_threshold_us`` moves onto the event loop), ``"thread"``
+            (always the threads), ``"async"`` (the same, declared for coroutine
+            models; coroutines always run on the event loop) or ``"process"``
+            (``workers`` spawned processes, each holding its own warmed copy of
+            the model).
+        inline_threshold_us: With ``"auto"``, microseconds a call may take for
+            the model to be called on the event loop; 0 never does.
         max_queue: Predictions that may wait for a free worker, per model; more
             are refused with :class:`~deepaas.exceptions.Overloaded`. 0 means
             no limit.
@@ -66,7 +71,8 @@ class Config:
     model_names: tuple[str, ...] = ()
     workers: int = 1
     http_workers: int = 1
-    executor: str = "thread"
+    executor: str = "auto"
+    inline_threshold_us: int = 200
     max_queue: int = 64
     predict_timeout: float = 0.0
     gpus: tuple[str, ...] = ()
@@ -102,6 +108,10 @@ class Config:
         if self.executor not in EXECUTORS:
             raise ConfigurationError(
                 f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}"
+            )
+        if self.inline_threshold_us < 0:
+            raise ConfigurationError(
+                f"inline_threshold_us must be 0 or more, got {self.inline_threshold_us}"
             )
         if self.max_queue < 0:
             raise ConfigurationError(

@@ -68,6 +68,7 @@ def create_app(
             timeout=config.predict_timeout,
             gpus=config.gpus,
             warm=config.warm,
+            inline_threshold=config.inline_threshold_us / 1e6,
         )
         for name, model in models.items()
     }

@@ -74,15 +74,29 @@ common_opts = [
     ),
     cfg.StrOpt(
         "executor",
-        default="thread",
+        default="auto",
         choices=list(EXECUTORS),
         help=(
-            "Where predictions run. 'thread': a pool of --workers threads in the "
-            "server process (coroutine predicts run on the event loop). 'async': "
-            "the same, for models whose predict is a coroutine. 'process': "
-            "--workers spawned processes, each loading and warming its own copy "
-            "of the model once; a crash fails only its own call, and a timed-out "
-            "or cancelled call really stops."
+            "Where predictions run. 'auto': a pool of --workers threads in the "
+            "server process, except for a model whose calls keep taking less than "
+            "--inline-threshold-us, which is called on the event loop, where a "
+            "thread hand-off would cost more than the call. 'thread': always the "
+            "threads. 'async': the same, for models whose predict is a coroutine "
+            "(coroutines always run on the event loop). 'process': --workers "
+            "spawned processes, each loading and warming its own copy of the "
+            "model once; a crash fails only its own call, and a timed-out or "
+            "cancelled call really stops."
+        ),
+    ),
+    cfg.IntOpt(
+        "inline-threshold-us",
+        default=200,
+        min=0,
+        help=(
+            "With '--executor auto', the duration in microseconds under which a "
+            "model's predict calls must stay for them to run on the event loop. "
+            "One call over five times this, or an average over it, moves the "
+            "model back to its threads. 0 keeps every model in its threads."
         ),
     ),
     cfg.IntOpt(
@@ -250,6 +264,7 @@ def to_config(conf: cfg.ConfigOpts, environ: Mapping[str, str]) -> Config:
         workers=conf.workers,
         http_workers=conf.http_workers,
         executor=conf.executor,
+        inline_threshold_us=conf.inline_threshold_us,
         max_queue=conf.max_queue,
         predict_timeout=conf.predict_timeout,
         gpus=tuple(conf.gpus or ()),

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable, Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from deepaas.config import EXECUTORS
 from deepaas.exceptions import CallTimedOut, ConfigurationError, Overloaded
 from deepaas.executor import ProcessPool, ThreadExecutor
 from deepaas.model import loading
+from deepaas.model._inline import InlinePolicy
 from deepaas.model.v2.wrapper import ModelWrapper
 
 __all__ = ["Predictor"]
@@ -23,15 +24,18 @@ RETRY_AFTER_S = 1
 class Predictor:
     """Calls ``predict`` of one model, where ``executor`` says.
 
-    ``"thread"`` and ``"async"``: coroutines are awaited on the event loop, other
-    functions run in a pool of ``workers`` threads. ``"process"``: ``workers``
-    spawned processes each re-create the model from its ``target`` and warm it
-    once, then serve calls for their whole life.
+    A coroutine ``predict`` is awaited on the event loop, except with
+    ``"process"``. A plain function runs, with ``"thread"`` and ``"async"``, in a
+    pool of ``workers`` threads; with ``"auto"`` it starts there too, and moves
+    onto the event loop while its calls stay under ``inline_threshold`` seconds
+    (see :mod:`deepaas.model._inline`). ``"process"``: ``workers`` spawned
+    processes each re-create the model from its ``target`` and warm it once,
+    then serve calls for their whole life.
 
     Args:
         model: The model to call.
         workers: How many predictions may run at once.
-        executor: ``"thread"``, ``"async"`` or ``"process"``.
+        executor: ``"auto"``, ``"thread"``, ``"async"`` or ``"process"``.
         max_queue: Calls that may wait for a free worker; beyond, calls fail with
             :class:`Overloaded`. 0 means no limit.
         timeout: Seconds a call may take, waiting included, before it fails with
@@ -41,6 +45,9 @@ class Predictor:
             ``CUDA_VISIBLE_DEVICES``.
         warm: Whether worker processes call the model's ``warm()`` when they
             start.
+        inline_threshold: With ``"auto"``, the call duration in seconds under
+            which a plain-function ``predict`` may run on the event loop; 0
+            keeps it in its threads.
 
     Raises:
         ConfigurationError: Unknown executor, or a model that cannot be
@@ -57,6 +64,7 @@ class Predictor:
         timeout: float = 0.0,
         gpus: Sequence[str] = (),
         warm: bool = True,
+        inline_threshold: float = 0.0,
     ) -> None:
         if executor not in EXECUTORS:
             raise ConfigurationError(
@@ -68,6 +76,12 @@ class Predictor:
         self.max_queue = max_queue
         self.timeout = timeout
         self._in_flight = 0
+        self._threaded = 0
+        self._threads_idle = asyncio.Event()
+        self._is_async = model.is_async("predict")
+        self._inline: InlinePolicy | None = None
+        if executor == "auto" and inline_threshold > 0 and not self._is_async:
+            self._inline = InlinePolicy(inline_threshold)
         self._threads: ThreadExecutor | None = None
         self._pool: ProcessPool | None = None
         if executor == "process":
@@ -86,6 +100,11 @@ class Predictor:
             )
         else:
             self._threads = ThreadExecutor(workers, name=f"predict-{model.name}")
+
+    @property
+    def inline(self) -> bool:
+        """Whether calls currently run on the event loop (``"auto"`` only)."""
+        return self._inline is not None and self._inline.inline
 
     @property
     def pool(self) -> ProcessPool | None:
@@ -111,7 +130,15 @@ class Predictor:
             CallTimedOut: The call took longer than ``timeout``.
             WorkerCrashed: The worker process died during the call.
         """
-        async with self._slot():
+        if self.max_queue and self._in_flight >= self.workers + self.max_queue:
+            raise Overloaded(
+                f"Model '{self.model.name}' is busy: {self.max_queue} calls are "
+                "already waiting; retry later",
+                RETRY_AFTER_S,
+            )
+        # A plain counter rather than a context manager: this is the hot path.
+        self._in_flight += 1
+        try:
             if not self.timeout:
                 return await self._dispatch(kwargs, abandoned)
             try:
@@ -123,34 +150,43 @@ class Predictor:
                     f"Model '{self.model.name}' predict() did not answer within "
                     f"{self.timeout:g} s"
                 ) from None
+        finally:
+            self._in_flight -= 1
 
     async def _dispatch(
         self, kwargs: dict[str, Any], abandoned: Callable[[], bool] | None
     ) -> Any:
         if self._pool is not None:
             return await self._pool.run("predict", kwargs, abandoned=abandoned)
-        if self.model.is_async("predict"):
+        if self._is_async:
             return await self.model.finish(
                 "predict", self.model.call("predict", **kwargs)
             )
+        inline = self._inline
+        if inline is not None and inline.inline:
+            # Never beside a call still in a thread: with one worker, calls of a
+            # model must not overlap, whichever way they run.
+            while self._threaded:
+                await self._threads_idle.wait()
+        if inline is not None and inline.inline:
+            if abandoned is not None and abandoned():
+                raise asyncio.CancelledError("the caller went away")
+            started = time.perf_counter()
+            try:
+                return self.model.call("predict", **kwargs)
+            finally:
+                inline.ran_inline(time.perf_counter() - started)
         assert self._threads is not None
-        return await self._threads.run(
-            _call_unless, abandoned, self.model.call, "predict", **kwargs
-        )
-
-    @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
-        if self.max_queue and self._in_flight >= self.workers + self.max_queue:
-            raise Overloaded(
-                f"Model '{self.model.name}' is busy: {self.max_queue} calls are "
-                "already waiting; retry later",
-                RETRY_AFTER_S,
-            )
-        self._in_flight += 1
+        self._threaded += 1
+        self._threads_idle.clear()
         try:
-            yield
+            return await self._threads.run(
+                _call_unless, abandoned, inline, self.model.call, "predict", kwargs
+            )
         finally:
-            self._in_flight -= 1
+            self._threaded -= 1
+            if not self._threaded:
+                self._threads_idle.set()
 
     async def start(self) -> None:
         """Start the worker processes (each warms its model); threads need none."""
@@ -198,11 +234,18 @@ def _call(model: ModelWrapper, method: str, kwargs: dict[str, Any]) -> Any:
 
 def _call_unless(
     abandoned: Callable[[], bool] | None,
+    inline: InlinePolicy | None,
     func: Callable[..., Any],
-    /,
-    *args: Any,
-    **kwargs: Any,
+    method: str,
+    kwargs: dict[str, Any],
 ) -> Any:
+    """Run in a worker thread: skip a call nobody waits for, time the others."""
     if abandoned is not None and abandoned():
         raise asyncio.CancelledError("the caller went away before the call started")
-    return func(*args, **kwargs)
+    if inline is None:
+        return func(method, **kwargs)
+    started = time.perf_counter()
+    try:
+        return func(method, **kwargs)
+    finally:
+        inline.threaded(time.perf_counter() - started)

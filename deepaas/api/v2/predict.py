@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable
-from typing import TypeVar
 
 from aiohttp import web
 
@@ -16,7 +13,6 @@ from deepaas.model.v2.wrapper import ACCEPT
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
-T = TypeVar("T")
 
 
 @routes.post("/models/{model_name}/predict/")
@@ -34,9 +30,9 @@ async def predict(request: web.Request) -> web.StreamResponse:
             else media.JSON_TYPE
         )
         predictor = request.config_dict[PREDICTORS][model.name]
-        result = await _unless_gone(
-            request, predictor.run(kwargs, abandoned=lambda: _gone(request))
-        )
+        # A client that hangs up is noticed when a worker becomes free for its
+        # call, which is then dropped unrun: no task polls the connection.
+        result = await predictor.run(kwargs, abandoned=lambda: _gone(request))
         answer = media.respond(model, result, media_type)
         if isinstance(answer, web.StreamResponse):
             return answer
@@ -47,32 +43,6 @@ async def predict(request: web.Request) -> web.StreamResponse:
             await asyncio.shield(asyncio.to_thread(arguments.cleanup))
 
 
-# How often a waiting prediction checks that its client is still connected.
-_GONE_POLL_S = 0.1
-
-
 def _gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
-
-
-async def _unless_gone(request: web.Request, call: Awaitable[T]) -> T:
-    """Await ``call``, cancelling it if the client disconnects first.
-
-    A disconnect does not cancel handlers (aiohttp's default); without this, a
-    call queued for a busy model would still run, for nobody.
-    """
-    task = asyncio.ensure_future(call)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=_GONE_POLL_S)
-            if done:
-                return task.result()
-            if _gone(request):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                raise asyncio.CancelledError("the client disconnected")
-    finally:
-        if not task.done():
-            task.cancel()
