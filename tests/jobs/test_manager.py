@@ -2,6 +2,7 @@
 
 import asyncio
 import itertools
+import os
 
 import pytest
 
@@ -60,11 +61,12 @@ async def _finished(manager, job, timeout=60.0):
         await asyncio.sleep(0.02)
 
 
-async def _worker(manager, timeout=60.0):
+async def _running(manager, job, timeout=60.0):
+    """The pid of the worker that runs ``job``, once it has printed."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not manager.worker_pids(MODEL):
-        assert loop.time() < deadline, "no training worker started"
+    while not os.path.exists(manager.log_path(job.uuid)) or not _log(manager, job):
+        assert loop.time() < deadline, "the training never started"
         await asyncio.sleep(0.02)
     (pid,) = manager.worker_pids(MODEL)
     return pid
@@ -111,9 +113,9 @@ async def test_each_training_writes_its_own_log_and_progress(manager, model):
 async def test_cancel_kills_the_worker_and_a_fresh_one_replaces_it(
     manager, model, restarts
 ):
-    job = await _train(manager, model, seconds=60)
+    job = await _train(manager, model, text="started", seconds=60)
     assert job.status is JobStatus.RUNNING
-    worker = await _worker(manager)
+    worker = await _running(manager, job)
     cancelled = await manager.delete(MODEL, job.uuid)
     assert (cancelled.status, cancelled.message) == (
         JobStatus.CANCELLED,

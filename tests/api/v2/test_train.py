@@ -66,10 +66,15 @@ def _workers(client, model="legacy"):
 
 async def test_delete_cancels_a_running_training_and_keeps_it(client):
     job = await (await client.post(TRAIN, params={"sleep": 60})).json()
-    for _ in range(300):
-        if _workers(client):
+    # Running in its worker once it has printed (a cancel while the worker
+    # starts leaves the worker for the next training).
+    logs = f"{TRAIN}{job['uuid']}/logs"
+    for _ in range(600):
+        if "training for" in await (await client.get(logs)).text():
             break
         await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the training never started")
     (worker,) = _workers(client)
     assert alive(worker)
     loop = asyncio.get_running_loop()
