@@ -1,5 +1,6 @@
 import asyncio
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -155,3 +156,106 @@ async def test_pool_initializer_failure_is_raised():
     pool = ProcessPool(2, _failing_initializer)
     with pytest.raises(RemoteError, match="cannot load"):
         await pool.start()
+
+
+def _slow_call(seconds):
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def _slow_handler():
+    return _slow_call
+
+
+def _handler_once_file_exists(path):
+    if not os.path.exists(path):
+        raise RuntimeError("no file yet")
+    return _slow_call
+
+
+async def test_lazy_pool_starts_workers_as_calls_need_them():
+    pool = ProcessPool(2, _slow_handler, lazy=True)
+    try:
+        assert pool.pids == []
+        first = await pool.run(0)
+        assert pool.pids == [first]
+        assert await pool.run(0) == first  # idle: reused, no second worker
+        both = await asyncio.gather(pool.run(0.5), pool.run(0.5), pool.run(0))
+        assert set(both) == set(pool.pids)
+        assert len(set(both)) == 2
+    finally:
+        await pool.aclose()
+    assert not any(alive(pid) for pid in both)
+
+
+async def test_lazy_pool_initializer_failure_fails_that_call_only(tmp_path):
+    flag = tmp_path / "ready"
+    pool = ProcessPool(1, _handler_once_file_exists, (str(flag),), lazy=True)
+    try:
+        with pytest.raises(RemoteError, match="no file yet"):
+            await pool.run(0)
+        assert pool.pids == []
+        flag.touch()
+        pid = await pool.run(0)
+        assert pool.pids == [pid]
+    finally:
+        await pool.aclose()
+
+
+async def test_caller_gone_while_its_worker_starts_leaves_the_worker():
+    pool = ProcessPool(1, _slow_handler, lazy=True)
+    try:
+        call = asyncio.create_task(pool.run(0))
+        await asyncio.sleep(0.05)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        for _ in range(600):
+            if pool.pids:
+                break
+            await asyncio.sleep(0.05)
+        (spare,) = pool.pids
+        assert await pool.run(0) == spare
+    finally:
+        await pool.aclose()
+    assert not alive(spare)
+
+
+async def test_cancelled_call_returns_once_its_worker_is_dead():
+    restarts = []
+
+    class Telemetry:
+        def queue_wait(self, model, seconds):
+            pass
+
+        def batch(self, model, size):
+            pass
+
+        def worker_restart(self, pool, reason):
+            restarts.append((pool, reason))
+
+    pool = ProcessPool(1, _slow_handler, name="sleepy", telemetry=Telemetry())
+    try:
+        await pool.start()
+        (worker,) = pool.pids
+        call = asyncio.create_task(pool.run(60))
+        await asyncio.sleep(0.2)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert not alive(worker)
+        assert restarts == [("sleepy", "cancelled")]
+        assert await pool.run(0) != worker
+    finally:
+        await pool.aclose()
+
+
+async def test_arguments_that_do_not_pickle_fail_the_call_alone():
+    pool = ProcessPool(1, _slow_handler)
+    try:
+        first = await pool.run(0)
+        with pytest.raises((AttributeError, pickle.PicklingError), match="pickle"):
+            await pool.run(lambda: None)
+        assert await pool.run(0) == first
+    finally:
+        await pool.aclose()

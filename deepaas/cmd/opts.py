@@ -175,7 +175,11 @@ api_opts = [
         "max-train-processes",
         default=1,
         min=1,
-        help="Trainings that run at once; further ones wait as 'queued'.",
+        help=(
+            "Trainings that run at once; further ones wait as 'queued'. Each "
+            "model gets up to this many training worker processes, started when "
+            "its trainings need them and reused from one training to the next."
+        ),
     ),
     cfg.StrOpt(
         "state-dir",

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
 import signal
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from deepaas.exceptions import DeepaasError, WorkerCrashed
@@ -22,6 +25,7 @@ from deepaas.executor._process import (
     _stop,
     watch_parent,
 )
+from deepaas.telemetry import NO_TELEMETRY, Telemetry
 
 __all__ = ["ProcessPool"]
 
@@ -93,6 +97,9 @@ class _Worker:
         self.process = process
         self.conn = conn
         self.pid = process.pid
+        self._stopped = False
+        # stop() runs in executor threads; two may race (a replace, aclose).
+        self._stop_lock = threading.Lock()
 
     async def receive(self) -> tuple[str, Any]:
         """Wait for the worker's next message; WorkerCrashed if it died first."""
@@ -113,10 +120,14 @@ class _Worker:
             ) from None
 
     def stop(self) -> None:
-        """End the process (SIGTERM, then SIGKILL) and close the pipe."""
-        with contextlib.suppress(OSError):
-            self.conn.close()
-        _stop(self.process)
+        """End the process (SIGTERM, then SIGKILL) and close the pipe, once."""
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            with contextlib.suppress(OSError):
+                self.conn.close()
+            _stop(self.process)
 
 
 class ProcessPool:
@@ -126,7 +137,8 @@ class ProcessPool:
     every call is given to: state built there (a loaded model) is never pickled
     again. Calls are served first come, first served. A call whose worker dies
     fails with :class:`WorkerCrashed`; a call cancelled (or timed out) while it
-    runs kills its worker. Either way a fresh worker takes the dead one's place.
+    runs kills its worker, and the cancellation goes on only once the worker is
+    dead. Either way a fresh worker takes the dead one's place.
 
     Args:
         size: Number of worker processes.
@@ -135,6 +147,12 @@ class ProcessPool:
         envs: Extra environment of each worker, by slot, cycled (e.g. one
             ``CUDA_VISIBLE_DEVICES`` per GPU); set in the worker only.
         name: Prefix of the workers' process names.
+        lazy: Start workers only when calls need them, one at a time, up to
+            ``size``, instead of all of them in :meth:`start`. The call that
+            starts a worker waits for it, and fails with the initializer's error
+            if it fails; the next call tries again.
+        telemetry: Told of every worker replaced, with the reason
+            (``"crashed"`` or ``"cancelled"``).
     """
 
     def __init__(
@@ -145,24 +163,35 @@ class ProcessPool:
         *,
         envs: Sequence[Mapping[str, str]] = (),
         name: str = "deepaas-pool",
+        lazy: bool = False,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         if size < 1:
             raise ValueError(f"size must be at least 1, got {size}")
         self.size = size
         self.name = name
+        self.lazy = lazy
         self._initializer = initializer
         self._initargs = initargs
         self._envs = [dict(e) for e in envs]
+        self._telemetry = telemetry
         self._idle: asyncio.Queue[_Worker] | None = None
         self._workers: dict[int, _Worker] = {}
         self._starting: asyncio.Task[None] | None = None
         self._respawns: set[asyncio.Task[None]] = set()
+        # Workers being started for calls (lazy), by slot.
+        self._growing: dict[int, asyncio.Task[_Worker]] = {}
         self._closed = False
 
     @property
     def pids(self) -> list[int | None]:
         """Process ids of the live workers, by slot."""
         return [self._workers[s].pid for s in sorted(self._workers)]
+
+    def _queue(self) -> asyncio.Queue[_Worker]:
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+        return self._idle
 
     async def start(self) -> None:
         """Start every worker and wait until each has run its initializer.
@@ -176,15 +205,17 @@ class ProcessPool:
         await asyncio.shield(self._starting)
 
     async def _start_all(self) -> None:
-        self._idle = asyncio.Queue()
+        idle = self._queue()
+        missing = [s for s in range(self.size) if s not in self._workers]
+        missing = [s for s in missing if s not in self._growing]
         results = await asyncio.gather(
-            *(self._spawn(slot) for slot in range(self.size)), return_exceptions=True
+            *(self._spawn(slot) for slot in missing), return_exceptions=True
         )
         failures = [r for r in results if isinstance(r, BaseException)]
         for result in results:
             if isinstance(result, _Worker):
                 self._workers[result.slot] = result
-                self._idle.put_nowait(result)
+                idle.put_nowait(result)
         if failures:
             await self.aclose()
             raise failures[0]
@@ -200,11 +231,21 @@ class ProcessPool:
             daemon=True,
         )
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, process.start)
-        # Only the child holds its end now: its death makes ours readable.
-        theirs.close()
+        started = loop.run_in_executor(None, process.start)
         worker = _Worker(slot, process, mine)
         try:
+            try:
+                await asyncio.shield(started)
+            except asyncio.CancelledError:
+                # process.start() goes on in its thread: let it end, so that the
+                # process is stopped below rather than left running unwatched.
+                with contextlib.suppress(Exception):
+                    await started
+                raise
+            finally:
+                # Only the child holds its end now: its death makes ours readable.
+                theirs.close()
+            worker.pid = process.pid
             status, value = await worker.receive()
         except BaseException:
             await loop.run_in_executor(None, worker.stop)
@@ -214,6 +255,43 @@ class ProcessPool:
             raise value
         _LOG.info("Worker %s started (pid %s)", process.name, worker.pid)
         return worker
+
+    async def _worker(self) -> _Worker:
+        """A free worker: an idle one, a new one (lazy), or the next one freed."""
+        if not self.lazy:
+            await self.start()
+        idle = self._queue()
+        if self._closed:
+            raise WorkerCrashed(f"{self.name} is shut down")
+        room = len(self._workers) + len(self._growing) < self.size
+        if self.lazy and idle.empty() and room:
+            return await self._grow()
+        return await idle.get()
+
+    async def _grow(self) -> _Worker:
+        taken = self._workers.keys() | self._growing.keys()
+        slot = min(s for s in range(self.size) if s not in taken)
+        spawn = asyncio.ensure_future(self._spawn(slot))
+        self._growing[slot] = spawn
+        spawn.add_done_callback(functools.partial(self._grown, slot))
+        try:
+            # Shielded: a caller that goes away leaves a worker for the next one
+            # rather than a process half started.
+            return await asyncio.shield(spawn)
+        except asyncio.CancelledError:
+            spawn.add_done_callback(self._spare)
+            raise
+
+    def _grown(self, slot: int, spawn: asyncio.Task[_Worker]) -> None:
+        del self._growing[slot]
+        if not spawn.cancelled() and spawn.exception() is None:
+            # Registered even when closed meanwhile: aclose() waits for the
+            # workers being started, then stops every registered one.
+            self._workers[slot] = spawn.result()
+
+    def _spare(self, spawn: asyncio.Task[_Worker]) -> None:
+        if not spawn.cancelled() and spawn.exception() is None and not self._closed:
+            self._queue().put_nowait(spawn.result())
 
     async def run(
         self, /, *args: Any, abandoned: Callable[[], bool] | None = None
@@ -226,46 +304,60 @@ class ProcessPool:
         Raises:
             WorkerCrashed: The worker died while running the call.
             RemoteError: The handler raised something other than a deepaas error.
+            Exception: With ``lazy``, the initializer of the worker started for
+                this call raised (as in :meth:`start`).
         """
-        await self.start()
-        assert self._idle is not None
-        if self._closed:
-            raise WorkerCrashed(f"{self.name} is shut down")
-        worker = await self._idle.get()
+        worker = await self._worker()
+        idle = self._queue()
         if abandoned is not None and abandoned():
-            self._idle.put_nowait(worker)
+            idle.put_nowait(worker)
             raise asyncio.CancelledError("the caller went away before the call started")
-        healthy = False
         try:
-            worker.conn.send((args, {}))
+            # Pickled apart from sending: arguments that do not pickle fail the
+            # call alone, before anything reaches the worker.
+            payload = bytes(ForkingPickler.dumps((args, {})))
+        except BaseException:
+            idle.put_nowait(worker)
+            raise
+        try:
+            worker.conn.send_bytes(payload)
             status, value = await worker.receive()
-            healthy = True
+        except asyncio.CancelledError:
+            # The call runs on in the worker: kill it, and go on once it is dead,
+            # so that a cancelled call's work has stopped when the caller resumes.
+            await asyncio.shield(self._replace(worker, "cancelled"))
+            raise
         except (OSError, ValueError):
+            self._replace(worker, "crashed")
             raise WorkerCrashed(
                 f"worker process {worker.process.name} (pid {worker.pid}) died "
                 f"({_exit_reason(worker.process.exitcode)})"
             ) from None
-        finally:
-            if healthy:
-                self._idle.put_nowait(worker)
-            else:
-                self._replace(worker)
+        except BaseException:
+            self._replace(worker, "crashed")
+            raise
+        idle.put_nowait(worker)
         if status == "error":
             raise value
         return value
 
-    def _replace(self, worker: _Worker) -> None:
+    def _replace(self, worker: _Worker, reason: str) -> asyncio.Future[None]:
+        """Stop ``worker`` and start another in its slot; done once it is stopped."""
+        loop = asyncio.get_running_loop()
+        stopped = loop.run_in_executor(None, worker.stop)
         if self._closed:
-            worker.stop()
-            return
-        _LOG.warning("Replacing worker %s (pid %s)", worker.process.name, worker.pid)
-        task = asyncio.ensure_future(self._respawn(worker))
+            return stopped
+        _LOG.warning(
+            "Replacing worker %s (pid %s): %s", worker.process.name, worker.pid, reason
+        )
+        self._telemetry.worker_restart(self.name, reason)
+        task = asyncio.ensure_future(self._respawn(worker, stopped))
         self._respawns.add(task)
         task.add_done_callback(self._respawns.discard)
+        return stopped
 
-    async def _respawn(self, old: _Worker) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, old.stop)
+    async def _respawn(self, old: _Worker, stopped: asyncio.Future[None]) -> None:
+        await stopped
         delay = _RESPAWN_DELAY_S
         while not self._closed:
             try:
@@ -282,18 +374,21 @@ class ProcessPool:
                 delay = min(delay * 2, _RESPAWN_DELAY_MAX_S)
                 continue
             if self._closed:
+                loop = asyncio.get_running_loop()
                 await loop.run_in_executor(None, worker.stop)
                 return
             self._workers[old.slot] = worker
-            assert self._idle is not None
-            self._idle.put_nowait(worker)
+            self._queue().put_nowait(worker)
             return
 
     async def aclose(self) -> None:
         """Stop every worker; calls still waiting never run."""
         self._closed = True
-        for task in list(self._respawns):
+        starting = [*self._respawns, *self._growing.values()]
+        for task in starting:
             task.cancel()
+        # A worker being started stops itself when cancelled; wait for that.
+        await asyncio.gather(*starting, return_exceptions=True)
         workers = list(self._workers.values())
         self._workers.clear()
         if workers:

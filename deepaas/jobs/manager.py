@@ -1,4 +1,4 @@
-"""Start, follow and cancel trainings, each in a process of its own."""
+"""Start, follow and cancel trainings, in worker processes kept warm per model."""
 
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ from deepaas.exceptions import (
     InvalidModelResponse,
     ModelMethodNotImplemented,
 )
-from deepaas.executor import RemoteError, run_in_process
+from deepaas.executor import ProcessPool, RemoteError
 from deepaas.jobs import _child
 from deepaas.jobs.owner import make_owner, owner_alive
 from deepaas.jobs.store import Job, JobStatus, JobStore
 from deepaas.model import progress
 from deepaas.model.v2.wrapper import ModelWrapper
+from deepaas.telemetry import NO_TELEMETRY, Telemetry
 
 __all__ = ["JobManager"]
 
@@ -40,12 +41,20 @@ Cleanup = Callable[[], None]
 
 
 class JobManager:
-    """Runs trainings in child processes, at most ``max_running`` at once.
+    """Runs trainings in worker processes, at most ``max_running`` at once.
+
+    Each model gets a pool of up to ``max_running`` spawned worker processes,
+    started when its trainings need them: a worker imports the model (and warms
+    it) once, then runs one training after another, each with its output and
+    progress in files of its own. The model object lives on in the worker from
+    one training to the next. Cancelling a running training kills its worker; a
+    worker that dies (killed, crashed) fails only the training it ran. Either
+    way a fresh worker takes its place.
 
     Args:
         store: Where job records are kept.
         max_running: Trainings running at once; later ones wait as ``queued``.
-        warm: Call the model's ``warm()`` in the training process first.
+        warm: Call the model's ``warm()`` in each training worker when it starts.
         log_dir: Where each training's output is written, as ``<uuid>.log``;
             ``None`` uses a temporary directory removed by :meth:`aclose`.
         server_pid: The pid of the server this manager belongs to: the gunicorn
@@ -53,6 +62,7 @@ class JobManager:
             process. Recorded as part of each job's owner.
         poll_interval: Seconds between looks for cancellations that other
             processes sharing the store asked for (see :meth:`open`).
+        telemetry: Told of every training worker replaced.
     """
 
     def __init__(
@@ -64,6 +74,7 @@ class JobManager:
         log_dir: str | None = None,
         server_pid: int | None = None,
         poll_interval: float = CANCEL_POLL_S,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self.store = store
         self.owner = make_owner(os.getpid() if server_pid is None else server_pid)
@@ -73,7 +84,10 @@ class JobManager:
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="deepaas-jobs-")
         os.makedirs(self.log_dir, exist_ok=True)
         self._warm = warm
+        self._max_running = max_running
+        self._telemetry = telemetry
         self._slots = asyncio.Semaphore(max_running)
+        self._pools: dict[str, ProcessPool] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closing = False
 
@@ -122,6 +136,26 @@ class JobManager:
         self._tasks[job.uuid] = task
         return job
 
+    def _pool(self, model: ModelWrapper) -> ProcessPool:
+        pool = self._pools.get(model.name)
+        if pool is None:
+            # Lazy: a server that never trains a model keeps no copy of it warm.
+            pool = ProcessPool(
+                self._max_running,
+                _child.serve,
+                (model.name, model.target, self._warm),
+                name=f"train-{model.name}",
+                lazy=True,
+                telemetry=self._telemetry,
+            )
+            self._pools[model.name] = pool
+        return pool
+
+    def worker_pids(self, model: str) -> builtins.list[int | None]:
+        """Process ids of the training workers of ``model`` started so far."""
+        pool = self._pools.get(model)
+        return [] if pool is None else pool.pids
+
     def _mark_running(self, job: Job) -> None:
         job.status = JobStatus.RUNNING
         job.started = _dt.datetime.now()
@@ -140,15 +174,8 @@ class JobManager:
                 self._mark_running(job)
                 self.store.update(job)
             try:
-                result = await run_in_process(
-                    _child.train,
-                    model.name,
-                    model.target,
-                    kwargs,
-                    self._warm,
-                    self.log_path(job.uuid),
-                    self.progress_path(job.uuid),
-                    name=f"train-{model.name}-{job.uuid[:8]}",
+                result = await self._pool(model).run(
+                    kwargs, self.log_path(job.uuid), self.progress_path(job.uuid)
                 )
             finally:
                 self._slots.release()
@@ -321,7 +348,7 @@ class JobManager:
         return jobs
 
     async def aclose(self) -> None:
-        """Cancel every unfinished training and wait for their processes to stop."""
+        """Cancel every unfinished training and stop the training workers."""
         self._closing = True
         if self._watcher is not None:
             self._watcher.cancel()
@@ -333,6 +360,9 @@ class JobManager:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        pools = list(self._pools.values())
+        self._pools.clear()
+        await asyncio.gather(*(p.aclose() for p in pools))
         if self._own_log_dir:
             shutil.rmtree(self.log_dir, ignore_errors=True)
 

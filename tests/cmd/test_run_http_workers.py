@@ -103,7 +103,13 @@ def test_training_is_seen_and_cancelled_from_every_worker(start, connections):  
     status, job = owner.call("POST", TRAIN, {"sleep": 30})
     assert status == 200, job
     assert job["status"] == "running"
-    _wait_for(lambda: _trainings(owner.worker), "no training process")
+    # Running in its worker (not waiting for the worker to start, a worker
+    # that a cancel leaves for the next training) once it has printed.
+    _wait_for(
+        lambda: b"training for" in server.request(f"{TRAIN}{job['uuid']}/logs")[1],
+        "the training never started",
+        STARTUP_TIMEOUT,
+    )
     (child,) = _trainings(owner.worker)
 
     for conn in by_worker.values():

@@ -1,7 +1,6 @@
 import asyncio
 import datetime as dt
 import itertools
-import multiprocessing
 import os
 import socket
 from pathlib import Path
@@ -12,6 +11,7 @@ from deepaas.config import Config
 from deepaas.jobs import Job, JobStatus, MemoryJobStore, SQLiteJobStore
 from deepaas.jobs.manager import INTERRUPTED_QUEUED, INTERRUPTED_RUNNING
 from deepaas.jobs.owner import make_owner
+from tests._processes import alive
 
 TRAIN = "/v2/models/legacy/train/"
 
@@ -60,18 +60,23 @@ async def test_failed_training_is_error_with_message(client):
     assert "result" not in failed
 
 
-def _child(uuid):
-    name = f"train-legacy-{uuid[:8]}"
-    return [p for p in multiprocessing.active_children() if p.name == name]
+def _workers(client, model="legacy"):
+    return client.app[JOBS].worker_pids(model)
 
 
 async def test_delete_cancels_a_running_training_and_keeps_it(client):
     job = await (await client.post(TRAIN, params={"sleep": 60})).json()
-    for _ in range(100):
-        if _child(job["uuid"]):
+    # Running in its worker once it has printed (a cancel while the worker
+    # starts leaves the worker for the next training).
+    logs = f"{TRAIN}{job['uuid']}/logs"
+    for _ in range(600):
+        if "training for" in await (await client.get(logs)).text():
             break
         await asyncio.sleep(0.05)
-    assert _child(job["uuid"])
+    else:
+        raise AssertionError("the training never started")
+    (worker,) = _workers(client)
+    assert alive(worker)
     loop = asyncio.get_running_loop()
     started = loop.time()
     resp = await client.delete(f"{TRAIN}{job['uuid']}")
@@ -81,12 +86,20 @@ async def test_delete_cancels_a_running_training_and_keeps_it(client):
     assert cancelled["message"] == "Training cancelled"
     assert cancelled["finished"]
     assert loop.time() - started < 10
-    assert not _child(job["uuid"])
+    # Its worker is killed by then; a fresh one takes its place.
+    assert not alive(worker)
     kept = await (await client.get(f"{TRAIN}{job['uuid']}")).json()
     assert kept["status"] == "cancelled"
     # A second DELETE removes the finished (cancelled) record.
     assert (await client.delete(f"{TRAIN}{job['uuid']}")).status == 200
     assert (await client.get(f"{TRAIN}{job['uuid']}")).status == 404
+    for _ in range(300):
+        if _workers(client) and _workers(client) != [worker]:
+            break
+        await asyncio.sleep(0.05)
+    (fresh,) = _workers(client)
+    assert fresh != worker
+    assert alive(fresh)
 
 
 async def test_delete_cancels_a_queued_training(client):
