@@ -11,6 +11,7 @@ from aiohttp import web
 
 from deepaas.api import _lookup, args, media
 from deepaas.api.keys import ARGSPECS, CONFIG, PREDICTORS
+from deepaas.api.security.access import Scope, requires
 from deepaas.model.v2.wrapper import ACCEPT
 
 __all__ = ["routes"]
@@ -20,6 +21,7 @@ T = TypeVar("T")
 
 
 @routes.post("/models/{model_name}/predict/")
+@requires(Scope.PREDICT)
 async def predict(request: web.Request) -> web.StreamResponse:
     """Validate the arguments, run the prediction and answer in the chosen type."""
     model = _lookup.model(request)
