@@ -1,5 +1,6 @@
 """OpenID Connect JWTs, checked against a local JWKS file or a local issuer."""
 
+import json
 import sys
 import time
 
@@ -261,3 +262,47 @@ async def test_issuer_down_answers_503_through_the_api(
     status, message, _ = await _status(client, signer.token(iss=issuer.url))
     assert status == 503
     assert "retry later" in message
+
+
+async def test_token_without_key_id_needs_a_single_key(tmp_path, signer):
+    token = jwt.encode(
+        {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "exp": int(time.time()) + 60,
+            "scope": "train",
+        },
+        signer.key,
+        algorithm="RS256",
+    )
+    single = tmp_path / "single.json"
+    single.write_text(json.dumps({"keys": [signer.jwk]}))
+    verifier = OidcVerifier(issuer=ISSUER, audiences=[AUDIENCE], jwks_file=str(single))
+    assert verifier.offline
+    assert await verifier.scopes(token) == {Scope.TRAIN}
+    two = tmp_path / "two.json"
+    other = Signer("key-2", signer.key, "RS256")
+    two.write_text(json.dumps({"keys": [signer.jwk, other.jwk]}))
+    verifier = OidcVerifier(issuer=ISSUER, audiences=[AUDIENCE], jwks_file=str(two))
+    with pytest.raises(AuthenticationFailed, match="unknown key"):
+        await verifier.scopes(token)
+
+
+async def test_discovery_without_jwks_uri_is_503(aiohttp_server, signer):
+    hits = []
+
+    async def discovery(request):
+        hits.append(1)
+        return web.json_response({"issuer": "somewhere"})
+
+    app = web.Application()
+    app.router.add_get("/.well-known/openid-configuration", discovery)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    url = str(server.make_url("")).rstrip("/")
+    verifier = OidcVerifier(issuer=url, audiences=[AUDIENCE])
+    with pytest.raises(IdentityProviderUnavailable):
+        await verifier.scopes(signer.token(iss=url))
+    # Within the back-off, the next token is answered at once, without a fetch.
+    with pytest.raises(IdentityProviderUnavailable):
+        await verifier.scopes(signer.token(iss=url, jti="again"))
+    assert len(hits) == 1
