@@ -7,14 +7,17 @@ else reads the command line, configuration files or the environment.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from deepaas.exceptions import ConfigurationError
 
-__all__ = ["EXECUTORS", "JOB_STORES", "Config"]
+__all__ = ["AUTH_MODES", "EXECUTORS", "JOB_STORES", "Config", "is_loopback"]
 
 JOB_STORES = ("sqlite", "memory")
 EXECUTORS = ("auto", "thread", "async", "process")
+AUTH_MODES = ("auto", "none")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -50,6 +53,24 @@ class Config:
         warm: Call each model's ``warm()`` at start-up.
         debug: Verbose logging.
         debug_endpoint: Serve captured output at ``/v2/debug/``.
+        force_debug_endpoint: Allow the debug endpoint on an address that is not
+            loopback (refused otherwise).
+        auth: ``"auto"``: bearer tokens are required when tokens or an OIDC
+            issuer are configured, and must be configured to listen on an
+            address that is not loopback; ``"none"``: no authentication
+            anywhere, explicitly.
+        auth_token_file: File of static bearer tokens and their scopes.
+        auth_tokens: Static bearer tokens in the token file's format (from the
+            ``DEEPAAS_TOKENS`` environment variable); never shown in ``repr``.
+        oidc_issuer: Accept JWTs issued by this OpenID Connect issuer.
+        oidc_audience: Audiences a JWT must be issued for (one is enough).
+        oidc_jwks_file: Local JWKS file with the issuer's keys (offline).
+        oidc_jwks_uri: Where to fetch the issuer's keys; by default the
+            ``jwks_uri`` of the issuer's discovery document.
+        oidc_scope_claims: Claims holding a JWT's scopes; the first present wins.
+        oidc_scope_prefix: Prefix of deepaas's scopes in those claims.
+        cors_origins: Origins allowed to call the API from a browser (``*`` for
+            any); empty turns CORS off.
         doc_endpoint: Serve the Swagger UI at ``/api``.
         train_endpoint: Serve the training routes.
         predict_endpoint: Serve the predict routes.
@@ -79,6 +100,17 @@ class Config:
     warm: bool = True
     debug: bool = False
     debug_endpoint: bool = False
+    force_debug_endpoint: bool = False
+    auth: str = "auto"
+    auth_token_file: str | None = None
+    auth_tokens: str = dataclasses.field(default="", repr=False)
+    oidc_issuer: str | None = None
+    oidc_audience: tuple[str, ...] = ()
+    oidc_jwks_file: str | None = None
+    oidc_jwks_uri: str | None = None
+    oidc_scope_claims: tuple[str, ...] = ("scope", "scp")
+    oidc_scope_prefix: str = ""
+    cors_origins: tuple[str, ...] = ()
     doc_endpoint: bool = True
     train_endpoint: bool = True
     predict_endpoint: bool = True
@@ -141,6 +173,67 @@ class Config:
                 f"got {self.job_store!r}"
             )
         object.__setattr__(self, "model_names", _unique(self.model_names))
+        self._check_security()
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether requests to protected routes need a bearer token."""
+        return self.auth != "none" and bool(
+            self.auth_token_file or self.auth_tokens.strip() or self.oidc_issuer
+        )
+
+    def _check_security(self) -> None:
+        for name in ("oidc_audience", "oidc_scope_claims"):
+            object.__setattr__(self, name, _unique(getattr(self, name)))
+        origins = _unique([_origin(o) for o in self.cors_origins if o.strip()])
+        object.__setattr__(self, "cors_origins", origins)
+        if self.auth not in AUTH_MODES:
+            raise ConfigurationError(
+                f"auth must be one of {', '.join(AUTH_MODES)}, got {self.auth!r}"
+            )
+        configured = [
+            name
+            for name in ("auth_token_file", "auth_tokens", "oidc_issuer")
+            if (getattr(self, name) or "").strip()
+        ]
+        if self.auth == "none" and configured:
+            raise ConfigurationError(
+                f"auth is 'none' but {', '.join(configured)} is set: "
+                "remove one or the other"
+            )
+        if self.oidc_issuer:
+            if not self.oidc_audience:
+                raise ConfigurationError("oidc_issuer needs oidc_audience")
+            if self.oidc_jwks_file and self.oidc_jwks_uri:
+                raise ConfigurationError(
+                    "give oidc_jwks_file or oidc_jwks_uri, not both"
+                )
+            if not self.oidc_scope_claims:
+                raise ConfigurationError("oidc_scope_claims must not be empty")
+        else:
+            stray = [
+                name
+                for name in ("oidc_audience", "oidc_jwks_file", "oidc_jwks_uri")
+                if getattr(self, name)
+            ]
+            if stray:
+                raise ConfigurationError(f"{', '.join(stray)} needs oidc_issuer")
+        if is_loopback(self.listen_ip):
+            return
+        if self.auth == "auto" and not self.auth_enabled:
+            raise ConfigurationError(
+                f"refusing to listen on {self.listen_ip}, which is not a loopback "
+                "address, without authentication: give bearer tokens "
+                "(--auth-token-file or the DEEPAAS_TOKENS environment variable) or "
+                "--oidc-issuer, or serve without authentication on purpose with "
+                "--auth none (DEEPAAS_AUTH=none)"
+            )
+        if self.debug_endpoint and not self.force_debug_endpoint:
+            raise ConfigurationError(
+                f"refusing to serve the debug endpoint on {self.listen_ip}, which "
+                "is not a loopback address: it shows the server's whole output; "
+                "add --force-debug-endpoint to serve it anyway"
+            )
 
     def replace(self, **changes: object) -> Config:
         """Return a copy with some settings changed (validated again)."""
@@ -154,3 +247,52 @@ def _unique(names: Sequence[str]) -> tuple[str, ...]:
         if name:
             seen.setdefault(name, None)
     return tuple(seen)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) reaches this machine only."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(value: str) -> str:
+    """``value`` as browsers write an ``Origin`` header, or ``*``."""
+    value = value.strip()
+    if value == "*":
+        return value
+    try:
+        parts = urlsplit(value.rstrip("/"))
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if (
+        parts is None
+        or parts.scheme.lower() not in _DEFAULT_PORTS
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+    ):
+        raise ConfigurationError(
+            f"cors_origins: {value!r} is not an origin such as "
+            "'https://example.org' or 'http://localhost:8080', nor '*'"
+        )
+    scheme = parts.scheme.lower()
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"

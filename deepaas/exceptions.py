@@ -19,7 +19,10 @@
     ├── JobNotFound                  unknown training id
     ├── WorkerCrashed                a worker process died while running a call
     ├── Overloaded                   too many calls waiting; retry later
-    └── CallTimedOut                 a call ran past its time limit
+    ├── CallTimedOut                 a call ran past its time limit
+    ├── AuthenticationFailed         no valid bearer token on a protected route
+    ├── InsufficientScope            the token lacks the scope the route needs
+    └── IdentityProviderUnavailable  the OIDC issuer's keys cannot be fetched
 
 Every class keeps its state in ``args`` so it survives pickling across processes.
 """
@@ -31,9 +34,12 @@ from typing import Any
 
 __all__ = [
     "ArgumentError",
+    "AuthenticationFailed",
     "CallTimedOut",
     "ConfigurationError",
     "DeepaasError",
+    "IdentityProviderUnavailable",
+    "InsufficientScope",
     "InvalidModelResponse",
     "InvalidModelSchema",
     "JobNotFound",
@@ -185,3 +191,43 @@ class Overloaded(DeepaasError):
 
 class CallTimedOut(DeepaasError):
     """A call to a model ran past its time limit and was abandoned."""
+
+
+class AuthenticationFailed(DeepaasError):
+    """The request carries no valid bearer token for a route that needs one.
+
+    Args:
+        message: Why, safe to show to the client (never the token itself).
+        error: The RFC 6750 error code (``"invalid_token"``), or ``None`` when no
+            credentials were sent at all.
+    """
+
+    def __init__(self, message: str, error: str | None = None) -> None:
+        super().__init__(message, error)
+        self._ctor = (message, error)
+
+    @property
+    def error(self) -> str | None:
+        """The RFC 6750 error code for the ``WWW-Authenticate`` header."""
+        return None if self.args[1] is None else str(self.args[1])
+
+
+class InsufficientScope(DeepaasError):
+    """The token is valid but lacks the scope the route needs.
+
+    Args:
+        scope: The scope the route needs.
+    """
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"This route needs a token with the '{scope}' scope", scope)
+        self._ctor = (scope,)
+
+    @property
+    def scope(self) -> str:
+        """The missing scope."""
+        return str(self.args[1])
+
+
+class IdentityProviderUnavailable(DeepaasError):
+    """The keys of the OpenID Connect issuer cannot be fetched to check a token."""

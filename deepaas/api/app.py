@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from aiohttp import web
 
 import deepaas
-from deepaas.api import docs, versions
+from deepaas.api import docs, security, versions
 from deepaas.api.args import ModelArgs
 from deepaas.api.errors import error_middleware
 from deepaas.api.keys import ARGSPECS, CONFIG, JOBS, MODELS, PREDICTORS
@@ -94,6 +94,8 @@ def create_app(
     for name, setup in plugins:
         _LOG.info("Loading plugin %r", name)
         setup(app)
+    # Last: the token check sees every route, plugins' included.
+    security.install(app, config)
     return app
 
 

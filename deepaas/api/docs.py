@@ -24,6 +24,7 @@ from aiohttp import web
 
 from deepaas.api.keys import CONFIG, MODELS
 from deepaas.api.openapi import build_openapi, build_swagger
+from deepaas.api.security.access import PUBLIC, declare, public
 
 __all__ = ["setup_docs", "swagger_ui_dir"]
 
@@ -110,7 +111,8 @@ def setup_docs(
     app.router.add_get(f"{base}/api", page, name="swagger.docs", allow_head=False)
     app.router.add_get(f"{base}/api/", page, allow_head=False)
     # aiohttp's static resource refuses paths that leave the directory.
-    app.router.add_static(f"{static}/", assets, name="swagger.static")
+    assets_resource = app.router.add_static(f"{static}/", assets, name="swagger.static")
+    declare(app, assets_resource, PUBLIC)
     app.router.add_get(
         f"{base}/ui", _redirect(f"{base}/api"), name="swagger.ui", allow_head=False
     )
@@ -147,6 +149,8 @@ def _page(title: str, static: str, specs: list[dict[str, str]]) -> Handler:
 
 
 def _bytes(body: bytes, content_type: str, *, status: int = 200) -> Handler:
+    # Public: the UI must load before a token can be entered in it.
+    @public
     async def handler(request: web.Request) -> web.Response:
         return web.Response(
             body=body, status=status, content_type=content_type, charset="utf-8"
@@ -156,6 +160,7 @@ def _bytes(body: bytes, content_type: str, *, status: int = 200) -> Handler:
 
 
 def _redirect(location: str) -> Handler:
+    @public
     async def handler(request: web.Request) -> web.Response:
         raise web.HTTPFound(location)
 

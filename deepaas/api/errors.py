@@ -12,7 +12,14 @@ from aiohttp.typedefs import Handler
 
 from deepaas import exceptions as exc
 
-__all__ = ["RequestTooLarge", "error_middleware", "json_error", "status_for"]
+__all__ = [
+    "REALM",
+    "RequestTooLarge",
+    "bearer_challenge",
+    "error_middleware",
+    "json_error",
+    "status_for",
+]
 
 _LOG = logging.getLogger(__name__)
 
@@ -34,7 +41,12 @@ _STATUS: Mapping[type[exc.DeepaasError], HTTPStatus] = {
     exc.WorkerCrashed: HTTPStatus.INTERNAL_SERVER_ERROR,
     exc.Overloaded: HTTPStatus.SERVICE_UNAVAILABLE,
     exc.CallTimedOut: HTTPStatus.GATEWAY_TIMEOUT,
+    exc.AuthenticationFailed: HTTPStatus.UNAUTHORIZED,
+    exc.InsufficientScope: HTTPStatus.FORBIDDEN,
+    exc.IdentityProviderUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
 }
+# The protection space named in every Bearer challenge (RFC 6750, section 3).
+REALM = "deepaas"
 
 
 def status_for(error: exc.DeepaasError) -> HTTPStatus:
@@ -61,9 +73,28 @@ def _from_deepaas(error: exc.DeepaasError) -> web.Response:
         response = json_error(status, error.message)
         response.headers["Retry-After"] = str(error.retry_after)
         return response
+    if isinstance(error, exc.AuthenticationFailed | exc.InsufficientScope):
+        response = json_error(status, error.message)
+        response.headers["WWW-Authenticate"] = bearer_challenge(error)
+        return response
     if status >= 500:
         _LOG.error("%s: %s", type(error).__name__, error.message)
     return json_error(status, error.message)
+
+
+def bearer_challenge(error: exc.AuthenticationFailed | exc.InsufficientScope) -> str:
+    """The ``WWW-Authenticate`` value for an authentication error (RFC 6750)."""
+    params = {"realm": REALM}
+    if isinstance(error, exc.InsufficientScope):
+        params.update(error="insufficient_scope", scope=error.scope)
+    elif error.error is not None:
+        params.update(error=error.error, error_description=error.message)
+    return "Bearer " + ", ".join(f"{k}={_quoted(v)}" for k, v in params.items())
+
+
+def _quoted(value: str) -> str:
+    # The values are ours, but a quoted-string must stay well-formed regardless.
+    return '"' + value.replace("\\", "").replace('"', "") + '"'
 
 
 def _from_http(error: web.HTTPException) -> web.StreamResponse:

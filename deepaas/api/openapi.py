@@ -8,7 +8,7 @@ each has its own arguments. A model's response schema becomes the component
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -18,13 +18,15 @@ from apispec.ext.marshmallow.openapi import OpenAPIConverter
 from marshmallow import Schema, fields
 
 from deepaas.api import _spec_fields as sf
-from deepaas.api import schemas
+from deepaas.api import schemas, versions
 from deepaas.api.media import is_json
+from deepaas.api.security.access import PUBLIC, Scope, access_of
+from deepaas.api.v2 import debug, models, predict, train
 from deepaas.config import Config
 from deepaas.model import _fields
 from deepaas.model.v2.wrapper import ACCEPT, JSON, ModelWrapper
 
-__all__ = ["build_openapi", "build_swagger"]
+__all__ = ["BEARER", "build_openapi", "build_swagger"]
 
 _DOCS_URL = "https://deepaas.readthedocs.io/"
 _TAGS = (
@@ -40,7 +42,16 @@ _FAILURES = {
     "422": "Invalid arguments",
     "500": "Server or model failure",
     "501": "The model does not implement this method",
+    "401": "No valid bearer token",
+    "403": "The token lacks the scope this operation needs",
 }
+# The security scheme's name in both documents, when authentication is on.
+BEARER = "bearerAuth"
+_BEARER_TEXT = (
+    "A bearer token: a static token of the server or an access token (JWT) of "
+    "its OpenID Connect issuer. Each operation says which scope it needs; "
+    "'admin' grants every scope."
+)
 _BINARY = {"type": "string", "format": "binary"}
 _CALL_FAILURES = ("400", "413", "415", "422", "500", "501")
 _COMPONENTS: tuple[tuple[str, type[Schema]], ...] = (
@@ -142,6 +153,19 @@ class _Builder:
         for tag in _TAGS:
             if tag["name"] != "debug" or config.debug_endpoint:
                 self.spec.tag(dict(tag))
+        if config.auth_enabled:
+            self.spec.components.security_scheme(BEARER, self.bearer_scheme())
+
+    def bearer_scheme(self) -> dict[str, Any]:
+        if self.v3:
+            return {"type": "http", "scheme": "bearer", "description": _BEARER_TEXT}
+        # Swagger 2.0 has no bearer scheme: the header itself, "Bearer <token>".
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": _BEARER_TEXT + " Enter it as 'Bearer <token>'.",
+        }
 
     # Helpers ------------------------------------------------------------------
 
@@ -169,7 +193,12 @@ class _Builder:
         }
 
     def operation(
-        self, tag: str, summary: str, op_id: str, responses: dict[str, Any]
+        self,
+        tag: str,
+        summary: str,
+        op_id: str,
+        responses: dict[str, Any],
+        handler: Callable[..., Any],
     ) -> dict[str, Any]:
         op: dict[str, Any] = {
             "tags": [tag],
@@ -179,7 +208,22 @@ class _Builder:
         }
         if not self.v3:
             op["produces"] = [JSON]
+        self.secure(op, handler)
         return op
+
+    def secure(self, op: dict[str, Any], handler: Callable[..., Any]) -> None:
+        """Add what ``handler``'s route needs when authentication is on."""
+        if not self.config.auth_enabled:
+            return
+        access = access_of(handler) or Scope.ADMIN
+        if access is PUBLIC:
+            op["security"] = []
+            return
+        assert isinstance(access, Scope)
+        op["description"] = f"Needs a bearer token with the '{access.value}' scope."
+        # OpenAPI 3.1 may list roles for an http scheme; Swagger 2.0 may not.
+        op["security"] = [{BEARER: [access.value] if self.v3 else []}]
+        op["responses"].update(self.failures("401", "403"))
 
     # Components ---------------------------------------------------------------
 
@@ -207,9 +251,17 @@ class _Builder:
 
     # Paths --------------------------------------------------------------------
 
-    def get(self, path: str, tag: str, summary: str, op_id: str, answer: str) -> None:
+    def get(
+        self,
+        path: str,
+        tag: str,
+        summary: str,
+        op_id: str,
+        answer: str,
+        handler: Callable[..., Any],
+    ) -> None:
         ok = {"200": self.response(summary, self.ref(answer))}
-        op = self.operation(tag, summary, op_id, ok)
+        op = self.operation(tag, summary, op_id, ok, handler)
         self.spec.path(path=path, operations={"get": op})
 
     def build(self) -> dict[str, Any]:
@@ -221,6 +273,7 @@ class _Builder:
             "Get available API versions",
             "get_versions",
             "Versions",
+            versions.root,
         )
         self.get(
             f"{bp}/v2/",
@@ -228,6 +281,7 @@ class _Builder:
             "Get V2 API version information",
             "get_v2_version",
             "Version",
+            versions.v2_version,
         )
         self.get(
             f"{bp}/v2/models/",
@@ -235,6 +289,7 @@ class _Builder:
             "Return loaded models and their information",
             "list_models",
             "ModelList",
+            models.index,
         )
         for name, model in self.models.items():
             self.model_paths(f"{bp}/v2/models/{quote(name, safe='')}", model, responses)
@@ -248,6 +303,7 @@ class _Builder:
                         "Captured output", {"type": "string"}, "text/plain"
                     )
                 },
+                debug.debug,
             )
             if not self.v3:
                 op["produces"] = ["text/plain"]
@@ -268,6 +324,7 @@ class _Builder:
             "Return model's metadata",
             f"get_model_{token}",
             "ModelMeta",
+            models.show,
         )
         if self.config.predict_endpoint:
             schema_name = responses.get(model.name)
@@ -301,6 +358,7 @@ class _Builder:
             "Make a prediction given the input data",
             f"predict_{token}",
             {"200": ok, **self.failures(*_CALL_FAILURES)},
+            predict.predict,
         )
         self.add_arguments(op, args, f"PredictArguments-{token}")
         if choices:
@@ -366,6 +424,7 @@ class _Builder:
                 "200": self.response("The training, started", self.ref("Training")),
                 **self.failures(*_CALL_FAILURES),
             },
+            train.start,
         )
         self.add_arguments(start, model.train_fields, f"TrainArguments-{token}")
         listing = self.operation(
@@ -373,6 +432,7 @@ class _Builder:
             "Get a list of trainings (running or completed)",
             f"list_trainings_{token}",
             {"200": self.response("The trainings", self.ref("TrainingList"))},
+            train.index,
         )
         self.spec.path(
             path=f"{base}/train/", operations={"post": start, "get": listing}
@@ -383,13 +443,20 @@ class _Builder:
         else:
             uuid["type"] = "string"
         operations: dict[str, Any] = {}
-        for method, summary, op_id, text in (
-            ("get", "Get status of a training", "get_training", "The training"),
+        for method, summary, op_id, text, handler in (
+            (
+                "get",
+                "Get status of a training",
+                "get_training",
+                "The training",
+                train.show,
+            ),
             (
                 "delete",
                 "Cancel a queued or running training; remove a finished one",
                 "cancel_training",
                 "The cancelled or removed training",
+                train.delete,
             ),
         ):
             op = self.operation(
@@ -400,6 +467,7 @@ class _Builder:
                     "200": self.response(text, self.ref("Training")),
                     **self.failures("404"),
                 },
+                handler,
             )
             op["parameters"] = [dict(uuid)]
             operations[method] = op
@@ -419,6 +487,7 @@ class _Builder:
             "Get the output of a training; follow it as Server-Sent Events",
             f"get_training_logs_{token}",
             {"200": ok, **self.failures("404")},
+            train.logs,
         )
         follow: dict[str, Any] = {
             "in": "query",

@@ -6,6 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
+from deepaas.api.security.access import public
+
 __all__ = ["V2_APP", "root", "v2_version"]
 
 V2_APP: web.AppKey[web.Application] = web.AppKey("deepaas_v2_app")
@@ -21,11 +23,13 @@ def _v2_entry(v2app: web.Application) -> dict[str, Any]:
     }
 
 
+@public
 async def v2_version(request: web.Request) -> web.Response:
     """Describe API v2."""
     return web.json_response(_v2_entry(request.app))
 
 
+@public
 async def root(request: web.Request) -> web.Response:
     """List the API versions and where the documentation lives."""
     links = []

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from oslo_config import cfg
 
 import deepaas
-from deepaas.config import EXECUTORS, JOB_STORES, Config
+from deepaas.config import AUTH_MODES, EXECUTORS, JOB_STORES, Config
 
 __all__ = ["list_opts", "load_config", "register_opts", "to_config"]
 
 MODEL_ENV = "DEEPAAS_V2_MODEL"
+AUTH_ENV = "DEEPAAS_AUTH"
+TOKENS_ENV = "DEEPAAS_TOKENS"
 
 server_opts = [
     cfg.StrOpt(
@@ -207,17 +210,105 @@ api_opts = [
     ),
 ]
 
+security_opts = [
+    cfg.StrOpt(
+        "auth",
+        choices=list(AUTH_MODES),
+        help=(
+            "'auto': requests need a bearer token when tokens (--auth-token-file, "
+            f"{TOKENS_ENV}) or an OIDC issuer (--oidc-issuer) are configured; "
+            "without them the server is open, and it refuses to listen on an "
+            "address that is not loopback. 'none': serve without authentication "
+            "on any address, as DEEPaaS 2.x did. Default: the "
+            f"{AUTH_ENV} environment variable, or 'auto'."
+        ),
+    ),
+    cfg.StrOpt(
+        "auth-token-file",
+        help=(
+            "File of static bearer tokens, one per line: the token (or "
+            "'sha256:' and the hex digest of the token) and its scopes separated "
+            "by commas, e.g. 's3cr3t-token predict,train'. Scopes: predict, "
+            "train, admin (admin implies the others). Blank lines and lines "
+            f"starting with '#' are ignored. Tokens in the {TOKENS_ENV} "
+            "environment variable (the same format, ';' also separating entries) "
+            "are accepted too."
+        ),
+    ),
+    cfg.StrOpt(
+        "oidc-issuer",
+        help=(
+            "Accept JSON Web Tokens issued by this OpenID Connect issuer (its "
+            "exact 'iss' value); their scopes come from --oidc-scope-claim. Needs "
+            "the 'oidc' extra (pip install 'deepaas[oidc]')."
+        ),
+    ),
+    cfg.ListOpt(
+        "oidc-audience",
+        default=[],
+        help="Audiences ('aud') accepted in tokens of --oidc-issuer; required with it.",
+    ),
+    cfg.StrOpt(
+        "oidc-jwks-file",
+        help=(
+            "Local JSON Web Key Set file with the issuer's public keys: tokens "
+            "are checked without network access. Read at start-up."
+        ),
+    ),
+    cfg.StrOpt(
+        "oidc-jwks-uri",
+        help=(
+            "URL of the issuer's JSON Web Key Set. Default: the 'jwks_uri' of "
+            "the issuer's /.well-known/openid-configuration document, fetched "
+            "when the first token arrives. Keys are cached and fetched again "
+            "for an unknown key id."
+        ),
+    ),
+    cfg.ListOpt(
+        "oidc-scope-claim",
+        default=["scope", "scp"],
+        help=(
+            "Claims holding a token's scopes, as a space-separated string or a "
+            "list; the first one present is used."
+        ),
+    ),
+    cfg.StrOpt(
+        "oidc-scope-prefix",
+        default="",
+        help=(
+            "Prefix of deepaas's scopes in the scope claim, e.g. 'deepaas:' to "
+            "read 'deepaas:predict' as 'predict'; other scopes are ignored."
+        ),
+    ),
+    cfg.MultiStrOpt(
+        "cors-origin",
+        default=[],
+        help=(
+            "Origin (e.g. 'https://app.example.org') whose browser pages may call "
+            "the API; repeat for several, '*' for any. Unset: no CORS headers."
+        ),
+    ),
+    cfg.BoolOpt(
+        "force-debug-endpoint",
+        default=False,
+        help=(
+            "Serve --debug-endpoint on an address that is not loopback; without "
+            "it the server refuses to start so."
+        ),
+    ),
+]
+
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     """Options for ``oslo-config-generator`` and the documentation."""
-    return [("DEFAULT", [*server_opts, *common_opts, *api_opts])]
+    return [("DEFAULT", [*server_opts, *common_opts, *api_opts, *security_opts])]
 
 
 def register_opts(conf: cfg.ConfigOpts, *, server: bool = True) -> None:
     """Register the options on ``conf`` (a fresh ``ConfigOpts``, never a global)."""
     opts = [*common_opts, *api_opts]
     if server:
-        opts = [*server_opts, *opts]
+        opts = [*server_opts, *opts, *security_opts]
     conf.register_cli_opts(opts)
 
 
@@ -275,6 +366,7 @@ def to_config(conf: cfg.ConfigOpts, environ: Mapping[str, str]) -> Config:
         warm=conf.warm,
         debug=conf.debug,
         debug_endpoint=conf.debug_endpoint,
+        **_security(conf, environ),
         doc_endpoint=conf.doc_endpoint,
         train_endpoint=conf.train_endpoint,
         predict_endpoint=conf.predict_endpoint,
@@ -286,3 +378,20 @@ def to_config(conf: cfg.ConfigOpts, environ: Mapping[str, str]) -> Config:
         state_dir=conf.state_dir or default_state_dir(environ),
         job_store=conf.job_store,
     )
+
+
+def _security(conf: cfg.ConfigOpts, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The authentication and CORS settings; the environment fills in the gaps."""
+    return {
+        "force_debug_endpoint": conf.force_debug_endpoint,
+        "auth": conf.auth or environ.get(AUTH_ENV, "").strip() or "auto",
+        "auth_token_file": conf.auth_token_file or None,
+        "auth_tokens": environ.get(TOKENS_ENV, ""),
+        "oidc_issuer": conf.oidc_issuer or None,
+        "oidc_audience": tuple(conf.oidc_audience or ()),
+        "oidc_jwks_file": conf.oidc_jwks_file or None,
+        "oidc_jwks_uri": conf.oidc_jwks_uri or None,
+        "oidc_scope_claims": tuple(conf.oidc_scope_claim or ()),
+        "oidc_scope_prefix": conf.oidc_scope_prefix or "",
+        "cors_origins": tuple(conf.cors_origin or ()),
+    }

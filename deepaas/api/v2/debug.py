@@ -15,6 +15,8 @@ from typing import TextIO
 
 from aiohttp import web
 
+from deepaas.api.security.access import Scope, requires
+
 __all__ = ["DEBUG_BUFFER", "capture", "routes"]
 
 _MAX_LINES = 10_000
@@ -68,6 +70,7 @@ async def capture(app: web.Application) -> AsyncIterator[None]:
 
 
 @routes.get("/debug/", allow_head=False)
+@requires(Scope.ADMIN)
 async def debug(request: web.Request) -> web.Response:
     """Return the captured output as plain text."""
     buffer: collections.deque[str] = request.app[DEBUG_BUFFER]

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from deepaas.api import _lookup
 from deepaas.api.keys import MODELS
+from deepaas.api.security.access import Scope, requires
 from deepaas.model.v2.wrapper import ModelWrapper
 
 __all__ = ["routes"]
@@ -27,6 +28,7 @@ async def _describe(model: ModelWrapper, href: str) -> dict[str, Any]:
 
 
 @routes.get("/models/", allow_head=False)
+@requires(Scope.PREDICT)
 async def index(request: web.Request) -> web.Response:
     """List the served models with their metadata."""
     base = request.path.rstrip("/")
@@ -38,6 +40,7 @@ async def index(request: web.Request) -> web.Response:
 
 
 @routes.get("/models/{model_name}/", allow_head=False)
+@requires(Scope.PREDICT)
 async def show(request: web.Request) -> web.Response:
     """Describe one model."""
     model = _lookup.model(request)

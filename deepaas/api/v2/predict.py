@@ -8,6 +8,7 @@ from aiohttp import web
 
 from deepaas.api import _lookup, args, media
 from deepaas.api.keys import ARGSPECS, CONFIG, PREDICTORS
+from deepaas.api.security.access import Scope, requires
 from deepaas.model.v2.wrapper import ACCEPT
 
 __all__ = ["routes"]
@@ -16,6 +17,7 @@ routes = web.RouteTableDef()
 
 
 @routes.post("/models/{model_name}/predict/")
+@requires(Scope.PREDICT)
 async def predict(request: web.Request) -> web.StreamResponse:
     """Validate the arguments, run the prediction and answer in the chosen type."""
     model = _lookup.model(request)

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from deepaas.api import _lookup, args
 from deepaas.api.keys import ARGSPECS, CONFIG, JOBS
+from deepaas.api.security.access import Scope, requires
 from deepaas.exceptions import JobNotFound
 from deepaas.jobs import Job, JobStatus
 
@@ -54,6 +55,7 @@ def _record(request: web.Request, job: Job) -> dict[str, Any]:
 
 
 @routes.post("/models/{model_name}/train/")
+@requires(Scope.TRAIN)
 async def start(request: web.Request) -> web.Response:
     """Start a training and answer its record at once."""
     model = _lookup.model(request)
@@ -77,6 +79,7 @@ async def start(request: web.Request) -> web.Response:
 
 
 @routes.get("/models/{model_name}/train/", allow_head=False)
+@requires(Scope.TRAIN)
 async def index(request: web.Request) -> web.Response:
     """List the trainings of a model (a bare JSON list, as 2.x)."""
     model = _lookup.model(request)
@@ -85,6 +88,7 @@ async def index(request: web.Request) -> web.Response:
 
 
 @routes.get("/models/{model_name}/train/{uuid}", allow_head=False)
+@requires(Scope.TRAIN)
 async def show(request: web.Request) -> web.Response:
     """Show one training."""
     model = _lookup.model(request)
@@ -93,6 +97,7 @@ async def show(request: web.Request) -> web.Response:
 
 
 @routes.get("/models/{model_name}/train/{uuid}/logs", allow_head=False)
+@requires(Scope.TRAIN)
 async def logs(request: web.Request) -> web.StreamResponse:
     """What a training printed: as text, or followed as Server-Sent Events."""
     model = _lookup.model(request)
@@ -152,6 +157,7 @@ def _event(data: str, *, event: str | None = None) -> bytes:
 
 
 @routes.delete("/models/{model_name}/train/{uuid}")
+@requires(Scope.TRAIN)
 async def delete(request: web.Request) -> web.Response:
     """Cancel a training if it still runs, and remove it (as 2.x)."""
     model = _lookup.model(request)
