@@ -47,6 +47,9 @@ class Config:
             means no limit.
         gpus: GPU ids handed round-robin to worker processes as
             ``CUDA_VISIBLE_DEVICES`` (``process`` executor only).
+        train_gpus: GPU ids handed round-robin to each model's training
+            worker processes as ``CUDA_VISIBLE_DEVICES``; may differ from
+            ``gpus`` so that trainings and predictions use separate devices.
         http_workers: Server processes answering HTTP requests; above 1,
             ``deepaas-run`` serves with gunicorn and the processes share the job
             store in ``state_dir``.
@@ -97,6 +100,7 @@ class Config:
     max_queue: int = 64
     predict_timeout: float = 0.0
     gpus: tuple[str, ...] = ()
+    train_gpus: tuple[str, ...] = ()
     warm: bool = True
     debug: bool = False
     debug_endpoint: bool = False
@@ -154,6 +158,7 @@ class Config:
                 f"predict_timeout must be 0 or more, got {self.predict_timeout}"
             )
         object.__setattr__(self, "gpus", _unique(self.gpus))
+        object.__setattr__(self, "train_gpus", _unique(self.train_gpus))
         if self.gpus and self.executor != "process":
             raise ConfigurationError("gpus needs the 'process' executor")
         if self.max_train_processes < 1:

@@ -78,6 +78,7 @@ def create_app(
         warm=config.warm,
         log_dir=None if config.state_dir is None else _log_dir(config.state_dir),
         server_pid=server_pid,
+        gpus=config.train_gpus,
     )
     app.cleanup_ctx.append(_lifetime)
     if config.http_workers > 1:

@@ -130,6 +130,15 @@ common_opts = [
             "'--executor process'."
         ),
     ),
+    cfg.ListOpt(
+        "train-gpus",
+        default=[],
+        help=(
+            "GPU ids, e.g. '2,3', given round-robin to each model's training "
+            "worker processes as CUDA_VISIBLE_DEVICES (set in the workers only), "
+            "so that trainings and predictions may use separate devices."
+        ),
+    ),
     cfg.BoolOpt(
         "warm",
         default=True,
@@ -363,6 +372,7 @@ def to_config(conf: cfg.ConfigOpts, environ: Mapping[str, str]) -> Config:
         max_queue=conf.max_queue,
         predict_timeout=conf.predict_timeout,
         gpus=tuple(conf.gpus or ()),
+        train_gpus=tuple(conf.train_gpus or ()),
         warm=conf.warm,
         debug=conf.debug,
         debug_endpoint=conf.debug_endpoint,

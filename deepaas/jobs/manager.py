@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import uuid as _uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from deepaas.exceptions import (
@@ -63,6 +63,8 @@ class JobManager:
         poll_interval: Seconds between looks for cancellations that other
             processes sharing the store asked for (see :meth:`open`).
         telemetry: Told of every training worker replaced.
+        gpus: GPU ids given round-robin to each model's training workers as
+            ``CUDA_VISIBLE_DEVICES`` (set in the workers only).
     """
 
     def __init__(
@@ -75,8 +77,10 @@ class JobManager:
         server_pid: int | None = None,
         poll_interval: float = CANCEL_POLL_S,
         telemetry: Telemetry = NO_TELEMETRY,
+        gpus: Sequence[str] = (),
     ) -> None:
         self.store = store
+        self._gpus = tuple(gpus)
         self.owner = make_owner(os.getpid() if server_pid is None else server_pid)
         self._poll_interval = poll_interval
         self._watcher: asyncio.Task[None] | None = None
@@ -144,6 +148,7 @@ class JobManager:
                 self._max_running,
                 _child.serve,
                 (model.name, model.target, self._warm),
+                envs=[{"CUDA_VISIBLE_DEVICES": gpu} for gpu in self._gpus],
                 name=f"train-{model.name}",
                 lazy=True,
                 telemetry=self._telemetry,

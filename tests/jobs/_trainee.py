@@ -49,4 +49,5 @@ class Trainee:
             "warmed": self.warmed,
             "trainings": self.trainings,
             "progress_file": os.environ.get(progress.PROGRESS_ENV),
+            "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }

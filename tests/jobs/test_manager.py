@@ -171,3 +171,17 @@ async def test_trainings_beyond_the_limit_queue_in_order(tmp_path, model):
         assert len(pids) == 2
     finally:
         await manager.aclose()
+
+
+async def test_training_workers_get_their_own_gpus(tmp_path, model):
+    manager = JobManager(
+        MemoryJobStore(), log_dir=str(tmp_path / "jobs"), max_running=2, gpus=["7"]
+    )
+    try:
+        first = await _finished(manager, await _train(manager, model))
+        assert first.status is JobStatus.DONE, first.message
+        assert first.result["gpu"] == "7"
+        # The server process itself is never given the device.
+        assert os.environ.get("CUDA_VISIBLE_DEVICES") != "7"
+    finally:
+        await manager.aclose()
