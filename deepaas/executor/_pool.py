@@ -11,6 +11,7 @@ import multiprocessing.connection
 import os
 import pickle
 import signal
+import struct
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.reduction import ForkingPickler
@@ -55,11 +56,11 @@ def _pool_worker_main(
     conn.send(("ready", os.getpid()))
     while True:
         try:
-            args, kwargs = conn.recv()
+            args = conn.recv()
         except EOFError:
             return
         try:
-            outcome: tuple[str, Any] = ("ok", handler(*args, **kwargs))
+            outcome: tuple[str, Any] = ("ok", handler(*args))
         except BaseException as exc:
             outcome = ("error", _portable(exc))
         _send(conn, outcome)
@@ -84,8 +85,21 @@ def _portable(exc: BaseException) -> BaseException:
     return _remote(exc)
 
 
+def _frame(payload: bytes) -> bytes:
+    """``payload`` framed as ``multiprocessing.Connection`` frames its messages."""
+    size = len(payload)
+    if size > 0x7FFFFFFF:
+        return struct.pack("!iQ", -1, size) + payload
+    return struct.pack("!i", size) + payload
+
+
 class _Worker:
-    """One process of a :class:`ProcessPool` and the parent's end of its pipe."""
+    """One process of a :class:`ProcessPool` and the parent's end of its pipe.
+
+    Once started, its pipe is read by a callback that stays registered for the
+    worker's whole life (no registration per call), and written without ever
+    blocking the event loop, whatever the size of the arguments.
+    """
 
     def __init__(
         self,
@@ -97,12 +111,23 @@ class _Worker:
         self.process = process
         self.conn = conn
         self.pid = process.pid
+        # The outcome of the call the worker runs now, if any.
+        self.call: asyncio.Future[tuple[str, Any]] | None = None
+        self.dead = False
+        # Set when the pool itself stops the worker (cancel, close).
+        self.retired = False
+        self._out = bytearray()
+        self._in = bytearray()
+        self._flushing = False
+        self._writing = False
+        self._on_answer: Callable[[_Worker], None] | None = None
+        self._on_death: Callable[[_Worker], None] | None = None
         self._stopped = False
         # stop() runs in executor threads; two may race (a replace, aclose).
         self._stop_lock = threading.Lock()
 
     async def receive(self) -> tuple[str, Any]:
-        """Wait for the worker's next message; WorkerCrashed if it died first."""
+        """Wait for the worker's first message; WorkerCrashed if it died first."""
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
         loop.add_reader(self.conn.fileno(), _resolve, ready)
@@ -114,10 +139,111 @@ class _Worker:
             return self.conn.recv()  # type: ignore[no-any-return]
         except (EOFError, OSError):
             await loop.run_in_executor(None, self.process.join, _TERM_GRACE_S)
-            raise WorkerCrashed(
-                f"worker process {self.process.name} (pid {self.pid}) died "
-                f"({_exit_reason(self.process.exitcode)})"
-            ) from None
+            raise WorkerCrashed(self.death()) from None
+
+    def death(self) -> str:
+        """Why the process is gone, for error messages."""
+        return (
+            f"worker process {self.process.name} (pid {self.pid}) died "
+            f"({_exit_reason(self.process.exitcode)})"
+        )
+
+    def listen(
+        self,
+        on_answer: Callable[[_Worker], None],
+        on_death: Callable[[_Worker], None],
+    ) -> None:
+        """Start reading answers; call ``on_answer`` after each, ``on_death`` once."""
+        self._on_answer = on_answer
+        self._on_death = on_death
+        fd = self.conn.fileno()
+        os.set_blocking(fd, False)
+        asyncio.get_running_loop().add_reader(fd, self._readable)
+
+    def submit(self, payload: bytes) -> asyncio.Future[tuple[str, Any]]:
+        """Send ``payload`` (pickled handler arguments) to the idle worker."""
+        assert self.call is None
+        self.call = asyncio.get_running_loop().create_future()
+        self._write(_frame(payload))
+        return self.call
+
+    def _write(self, frame: bytes) -> None:
+        self._out += frame
+        if not self._flushing and not self._writing:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flushing = False
+        if self.dead:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            while self._out:
+                written = os.write(self.conn.fileno(), self._out)
+                del self._out[:written]
+        except BlockingIOError:
+            if not self._writing:
+                self._writing = True
+                loop.add_writer(self.conn.fileno(), self._flush)
+            return
+        except OSError:
+            self._lost()
+            return
+        if self._writing:
+            self._writing = False
+            loop.remove_writer(self.conn.fileno())
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.conn.fileno(), 1 << 18)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._lost()
+            return
+        buffer = self._in
+        buffer += data
+        while len(buffer) >= 4:
+            (size,) = struct.unpack_from("!i", buffer)
+            start = 4
+            if size == -1:
+                if len(buffer) < 12:
+                    break
+                (size,) = struct.unpack_from("!Q", buffer, 4)
+                start = 12
+            if len(buffer) < start + size:
+                break
+            outcome = pickle.loads(buffer[start : start + size])
+            del buffer[: start + size]
+            call, self.call = self.call, None
+            if call is not None and not call.done():
+                call.set_result(outcome)
+            assert self._on_answer is not None
+            self._on_answer(self)
+
+    def detach(self) -> bool:
+        """Stop watching the pipe, before the pool stops the worker; once.
+
+        Returns whether this call detached it (``False``: already dead).
+        """
+        if self.dead:
+            return False
+        self.dead = True
+        if self._on_death is not None:
+            loop = asyncio.get_running_loop()
+            with contextlib.suppress(OSError, ValueError):
+                loop.remove_reader(self.conn.fileno())
+                if self._writing:
+                    loop.remove_writer(self.conn.fileno())
+        return True
+
+    def _lost(self) -> None:
+        if self.detach():
+            assert self._on_death is not None
+            self._on_death(self)
 
     def stop(self) -> None:
         """End the process (SIGTERM, then SIGKILL) and close the pipe, once."""
@@ -205,7 +331,7 @@ class ProcessPool:
         await asyncio.shield(self._starting)
 
     async def _start_all(self) -> None:
-        idle = self._queue()
+        self._queue()
         missing = [s for s in range(self.size) if s not in self._workers]
         missing = [s for s in missing if s not in self._growing]
         results = await asyncio.gather(
@@ -215,7 +341,7 @@ class ProcessPool:
         for result in results:
             if isinstance(result, _Worker):
                 self._workers[result.slot] = result
-                idle.put_nowait(result)
+                self._release(result)
         if failures:
             await self.aclose()
             raise failures[0]
@@ -253,6 +379,7 @@ class ProcessPool:
         if status != "ready":
             await loop.run_in_executor(None, worker.stop)
             raise value
+        worker.listen(self._answered, self._died)
         _LOG.info("Worker %s started (pid %s)", process.name, worker.pid)
         return worker
 
@@ -266,7 +393,10 @@ class ProcessPool:
         room = len(self._workers) + len(self._growing) < self.size
         if self.lazy and idle.empty() and room:
             return await self._grow()
-        return await idle.get()
+        while True:
+            worker = await idle.get()
+            if not worker.dead:
+                return worker
 
     async def _grow(self) -> _Worker:
         taken = self._workers.keys() | self._growing.keys()
@@ -291,7 +421,29 @@ class ProcessPool:
 
     def _spare(self, spawn: asyncio.Task[_Worker]) -> None:
         if not spawn.cancelled() and spawn.exception() is None and not self._closed:
-            self._queue().put_nowait(spawn.result())
+            self._release(spawn.result())
+
+    def _release(self, worker: _Worker) -> None:
+        """Let the next call go to ``worker``, unless it is gone."""
+        if not worker.dead:
+            self._queue().put_nowait(worker)
+
+    def _answered(self, worker: _Worker) -> None:
+        self._release(worker)
+
+    def _died(self, worker: _Worker) -> None:
+        """The worker's pipe closed under it: fail its call, start another."""
+        task = asyncio.ensure_future(self._bury(worker))
+        self._respawns.add(task)
+        task.add_done_callback(self._respawns.discard)
+
+    async def _bury(self, worker: _Worker) -> None:
+        loop = asyncio.get_running_loop()
+        if not worker.retired:
+            await loop.run_in_executor(None, worker.process.join, _TERM_GRACE_S)
+        _fail(worker, WorkerCrashed(worker.death()))
+        if not worker.retired:
+            await self._replace(worker, "crashed")
 
     async def run(
         self, /, *args: Any, abandoned: Callable[[], bool] | None = None
@@ -308,42 +460,38 @@ class ProcessPool:
                 this call raised (as in :meth:`start`).
         """
         worker = await self._worker()
-        idle = self._queue()
         if abandoned is not None and abandoned():
-            idle.put_nowait(worker)
+            self._release(worker)
             raise asyncio.CancelledError("the caller went away before the call started")
         try:
             # Pickled apart from sending: arguments that do not pickle fail the
             # call alone, before anything reaches the worker.
-            payload = bytes(ForkingPickler.dumps((args, {})))
+            payload = bytes(ForkingPickler.dumps(args))
         except BaseException:
-            idle.put_nowait(worker)
+            self._release(worker)
             raise
         try:
-            worker.conn.send_bytes(payload)
-            status, value = await worker.receive()
+            status, value = await worker.submit(payload)
         except asyncio.CancelledError:
-            # The call runs on in the worker: kill it, and go on once it is dead,
-            # so that a cancelled call's work has stopped when the caller resumes.
-            await asyncio.shield(self._replace(worker, "cancelled"))
+            if not worker.dead:
+                # The call runs on in the worker: kill it, and go on once it is
+                # dead, so that a cancelled call's work has stopped when the
+                # caller resumes.
+                await asyncio.shield(self._replace(worker, "cancelled"))
             raise
-        except (OSError, ValueError):
-            self._replace(worker, "crashed")
-            raise WorkerCrashed(
-                f"worker process {worker.process.name} (pid {worker.pid}) died "
-                f"({_exit_reason(worker.process.exitcode)})"
-            ) from None
-        except BaseException:
-            self._replace(worker, "crashed")
-            raise
-        idle.put_nowait(worker)
         if status == "error":
             raise value
         return value
 
     def _replace(self, worker: _Worker, reason: str) -> asyncio.Future[None]:
-        """Stop ``worker`` and start another in its slot; done once it is stopped."""
+        """Stop ``worker`` and start another in its slot; done once it is stopped.
+
+        Its running call fails with :class:`WorkerCrashed`, if still waited for.
+        """
         loop = asyncio.get_running_loop()
+        worker.retired = True
+        if worker.detach():
+            _fail(worker, WorkerCrashed(f"{worker.process.name} was stopped"))
         stopped = loop.run_in_executor(None, worker.stop)
         if self._closed:
             return stopped
@@ -378,7 +526,7 @@ class ProcessPool:
                 await loop.run_in_executor(None, worker.stop)
                 return
             self._workers[old.slot] = worker
-            self._queue().put_nowait(worker)
+            self._release(worker)
             return
 
     async def aclose(self) -> None:
@@ -391,6 +539,17 @@ class ProcessPool:
         await asyncio.gather(*starting, return_exceptions=True)
         workers = list(self._workers.values())
         self._workers.clear()
+        for worker in workers:
+            worker.retired = True
+            if worker.detach():
+                _fail(worker, WorkerCrashed(f"{self.name} is shut down"))
         if workers:
             loop = asyncio.get_running_loop()
             await asyncio.gather(*(loop.run_in_executor(None, w.stop) for w in workers))
+
+
+def _fail(worker: _Worker, error: WorkerCrashed) -> None:
+    """Fail the call ``worker`` was running, if any, with ``error``."""
+    call, worker.call = worker.call, None
+    if call is not None and not call.done():
+        call.set_exception(error)
