@@ -68,6 +68,8 @@ def create_app(
             timeout=config.predict_timeout,
             gpus=config.gpus,
             warm=config.warm,
+            max_batch_size=config.max_batch_size,
+            max_batch_delay=config.max_batch_delay_ms / 1000,
         )
         for name, model in models.items()
     }
