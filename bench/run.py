@@ -56,8 +56,11 @@ SERVER_ENV = {
     "MKL_NUM_THREADS": "1",
     "PYTHONUNBUFFERED": "1",
 }
-WORKLOADS = ("echo", "mlp", "upload")
+WORKLOADS = ("echo", "mlp", "mlp-batch", "upload")
 SYSTEMS = ("raw", "ours", "2.6.0")
+# Variants: the requests and model of their base workload, served by "ours" only
+# with other options (variant_argv); compared with the base's raw and 2.6.0.
+VARIANTS = {"mlp-batch": "mlp"}
 UPLOAD_SIZE = 128 * 1024
 BOUNDARY = "deepaasbenchboundary7d3f"
 
@@ -426,11 +429,30 @@ def run_wrk(port, workload, conc, duration, workdir):
 
 
 # ----------------------------------------------------------------- load targets
+def base(workload):
+    """The workload whose requests and model a variant uses."""
+    return VARIANTS.get(workload, workload)
+
+
+def variant_argv(workload, args):
+    """Extra deepaas-run options of a workload variant."""
+    if workload == "mlp-batch":
+        return [
+            "--max-batch-size",
+            str(args.batch_size),
+            "--max-batch-delay-ms",
+            str(args.batch_delay_ms),
+        ]
+    return []
+
+
 def run_target(workload, system, args, root):
     label = f"{workload}/{system}"
     workdir = tempfile.mkdtemp(prefix=re.sub(r"\W", "_", label) + "-", dir=root)
-    srv = Server(label, server_argv(system, workload, args), workdir)
+    argv = server_argv(system, base(workload), args) + variant_argv(workload, args)
+    srv = Server(label, argv, workdir)
     out = {"target": label, "workload": workload, "system": system, "phases": {}}
+    workload = base(workload)
     try:
         out["startup_s"] = srv.start()
         chk = correctness(srv.port, workload)
@@ -722,8 +744,8 @@ def summarize(results, args):
                 m = med.get((wl, sysname, conc))
                 if not m:
                     continue
-                raw = med.get((wl, "raw", conc), {}).get("rps")
-                ref = med.get((wl, "2.6.0", conc), {}).get("rps")
+                raw = med.get((base(wl), "raw", conc), {}).get("rps")
+                ref = med.get((base(wl), "2.6.0", conc), {}).get("rps")
                 rows.append(
                     [
                         wl,
@@ -841,6 +863,18 @@ def parse_args(argv=None):
     ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions")
     ap.add_argument("--concurrency", default="1,16,64,256")
     ap.add_argument("--no-probes", action="store_true")
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="--max-batch-size of the mlp-batch workload (ours only)",
+    )
+    ap.add_argument(
+        "--batch-delay-ms",
+        type=float,
+        default=5.0,
+        help="--max-batch-delay-ms of the mlp-batch workload",
+    )
     ap.add_argument("--markdown", help="also write the tables as Markdown here")
     ap.add_argument("--json", help="also write the raw results as JSON here")
     args = ap.parse_args(argv)
@@ -863,7 +897,12 @@ def main(argv=None):
     ensure_venv(args.ref_venv, ["deepaas==2.6.0", "-e", models], py)
     ensure_venv(args.raw_venv, ["aiohttp", "-e", models], py)
     only = re.compile(args.only)
-    targets = [(wl, s) for wl in WORKLOADS for s in SYSTEMS if only.search(f"{wl}/{s}")]
+    targets = [
+        (wl, s)
+        for wl in WORKLOADS
+        for s in SYSTEMS
+        if only.search(f"{wl}/{s}") and (wl not in VARIANTS or s == "ours")
+    ]
     probes = []
     if not args.no_probes:
         probes = [

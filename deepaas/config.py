@@ -45,6 +45,11 @@ class Config:
             no limit.
         predict_timeout: Seconds a prediction may take, waiting included; 0
             means no limit.
+        max_batch_size: Most predictions handed at once to a model's
+            ``predict_batch``; 1 (the default) turns dynamic batching off. Models
+            without ``predict_batch`` are never batched.
+        max_batch_delay_ms: Milliseconds the first prediction of a batch may
+            wait for others while the model is busy.
         gpus: GPU ids handed round-robin to worker processes as
             ``CUDA_VISIBLE_DEVICES`` (``process`` executor only).
         train_gpus: GPU ids handed round-robin to each model's training
@@ -99,6 +104,8 @@ class Config:
     inline_threshold_us: int = 200
     max_queue: int = 64
     predict_timeout: float = 0.0
+    max_batch_size: int = 1
+    max_batch_delay_ms: float = 5.0
     gpus: tuple[str, ...] = ()
     train_gpus: tuple[str, ...] = ()
     warm: bool = True
@@ -156,6 +163,14 @@ class Config:
         if self.predict_timeout < 0:
             raise ConfigurationError(
                 f"predict_timeout must be 0 or more, got {self.predict_timeout}"
+            )
+        if self.max_batch_size < 1:
+            raise ConfigurationError(
+                f"max_batch_size must be at least 1, got {self.max_batch_size}"
+            )
+        if self.max_batch_delay_ms < 0:
+            raise ConfigurationError(
+                f"max_batch_delay_ms must be 0 or more, got {self.max_batch_delay_ms}"
             )
         object.__setattr__(self, "gpus", _unique(self.gpus))
         object.__setattr__(self, "train_gpus", _unique(self.train_gpus))

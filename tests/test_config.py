@@ -64,6 +64,14 @@ def test_config_file(tmp_path):
     assert config.plugins == ()
 
 
+def test_batching_options():
+    assert (Config().max_batch_size, Config().max_batch_delay_ms) == (1, 5.0)
+    config = opts.load_config(
+        ["--max-batch-size", "32", "--max-batch-delay-ms", "2.5"], environ={}
+    )
+    assert (config.max_batch_size, config.max_batch_delay_ms) == (32, 2.5)
+
+
 def test_debug_sets_log_level():
     assert opts.load_config(["--debug"], environ={}).log_level == "DEBUG"
     assert (
@@ -81,6 +89,8 @@ def test_debug_sets_log_level():
         ({"client_max_size": -1}, "client_max_size"),
         ({"listen_port": 70000}, "listen_port"),
         ({"job_store": "redis"}, "job_store"),
+        ({"max_batch_size": 0}, "max_batch_size"),
+        ({"max_batch_delay_ms": -1}, "max_batch_delay_ms"),
     ],
 )
 def test_invalid_settings_name_the_setting(changes, fragment):

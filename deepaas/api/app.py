@@ -69,6 +69,8 @@ def create_app(
             gpus=config.gpus,
             warm=config.warm,
             inline_threshold=config.inline_threshold_us / 1e6,
+            max_batch_size=config.max_batch_size,
+            max_batch_delay=config.max_batch_delay_ms / 1000,
         )
         for name, model in models.items()
     }

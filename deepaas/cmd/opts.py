@@ -121,6 +121,26 @@ common_opts = [
             "killed and replaced. 0 means no limit."
         ),
     ),
+    cfg.IntOpt(
+        "max-batch-size",
+        default=1,
+        min=1,
+        help=(
+            "Dynamic batching: most predictions handed at once to the "
+            "predict_batch() of a model that has one; each worker runs one batch "
+            "at a time. 1 turns batching off: every prediction calls predict()."
+        ),
+    ),
+    cfg.FloatOpt(
+        "max-batch-delay-ms",
+        default=5.0,
+        min=0.0,
+        help=(
+            "Milliseconds the first prediction of a batch may wait for more "
+            "while other batches of the model run (it never waits on an idle "
+            "model). 0 starts batches as soon as a worker is free."
+        ),
+    ),
     cfg.ListOpt(
         "gpus",
         default=[],
@@ -371,6 +391,8 @@ def to_config(conf: cfg.ConfigOpts, environ: Mapping[str, str]) -> Config:
         inline_threshold_us=conf.inline_threshold_us,
         max_queue=conf.max_queue,
         predict_timeout=conf.predict_timeout,
+        max_batch_size=conf.max_batch_size,
+        max_batch_delay_ms=conf.max_batch_delay_ms,
         gpus=tuple(conf.gpus or ()),
         train_gpus=tuple(conf.train_gpus or ()),
         warm=conf.warm,

@@ -28,6 +28,7 @@ _CONTRACT = (
     "warm",
     "get_predict_args",
     "predict",
+    "predict_batch",
     "get_train_args",
     "train",
 )

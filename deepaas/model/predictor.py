@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -11,11 +12,14 @@ from typing import Any
 from deepaas.config import EXECUTORS
 from deepaas.exceptions import CallTimedOut, ConfigurationError, Overloaded
 from deepaas.executor import ProcessPool, ThreadExecutor
-from deepaas.model import loading
+from deepaas.model import _batching, loading
 from deepaas.model._inline import InlinePolicy
 from deepaas.model.v2.wrapper import ModelWrapper
+from deepaas.telemetry import NO_TELEMETRY, Telemetry
 
 __all__ = ["Predictor"]
+
+_LOG = logging.getLogger(__name__)
 
 # Seconds a client refused for a full queue is told to wait.
 RETRY_AFTER_S = 1
@@ -48,6 +52,13 @@ class Predictor:
         inline_threshold: With ``"auto"``, the call duration in seconds under
             which a plain-function ``predict`` may run on the event loop; 0
             keeps it in its threads.
+        max_batch_size: Above 1, and if the model has ``predict_batch``, calls
+            are batched: up to this many go to one ``predict_batch`` call, and
+            each worker runs one batch at a time. 1 calls ``predict`` once per
+            call.
+        max_batch_delay: Seconds the first call of a batch may wait for others
+            while the model is busy.
+        telemetry: Told how long calls wait for a worker, and batch sizes.
 
     Raises:
         ConfigurationError: Unknown executor, or a model that cannot be
@@ -65,6 +76,9 @@ class Predictor:
         gpus: Sequence[str] = (),
         warm: bool = True,
         inline_threshold: float = 0.0,
+        max_batch_size: int = 1,
+        max_batch_delay: float = 0.005,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         if executor not in EXECUTORS:
             raise ConfigurationError(
@@ -75,6 +89,7 @@ class Predictor:
         self.executor = executor
         self.max_queue = max_queue
         self.timeout = timeout
+        self.telemetry = telemetry
         self._in_flight = 0
         self._threaded = 0
         self._threads_idle = asyncio.Event()
@@ -82,6 +97,8 @@ class Predictor:
         self._inline: InlinePolicy | None = None
         if executor == "auto" and inline_threshold > 0 and not self._is_async:
             self._inline = InlinePolicy(inline_threshold)
+        # Calls that may be running at once; beyond, they wait in the queue.
+        self._running_max = workers
         self._threads: ThreadExecutor | None = None
         self._pool: ProcessPool | None = None
         if executor == "process":
@@ -100,6 +117,25 @@ class Predictor:
             )
         else:
             self._threads = ThreadExecutor(workers, name=f"predict-{model.name}")
+        self._batcher: _batching.Batcher | None = None
+        if max_batch_size > 1 and model.has(_batching.METHOD):
+            self._batcher = _batching.Batcher(
+                model.name,
+                self._run_batch,
+                max_size=max_batch_size,
+                max_delay=max_batch_delay,
+                lanes=workers,
+                telemetry=telemetry,
+            )
+            self._running_max = workers * max_batch_size
+            _LOG.info(
+                "Model %r: batches of up to %d predictions, %g ms delay",
+                model.name,
+                max_batch_size,
+                max_batch_delay * 1000,
+            )
+        elif max_batch_size > 1:
+            _LOG.info("Model %r has no predict_batch(): not batched", model.name)
 
     @property
     def inline(self) -> bool:
@@ -126,11 +162,12 @@ class Predictor:
                 (the client went away) drops the call without running it.
 
         Raises:
-            Overloaded: ``workers + max_queue`` calls are already in flight.
+            Overloaded: ``max_queue`` calls already wait beside those running
+                (``workers``, or ``workers * max_batch_size`` when batching).
             CallTimedOut: The call took longer than ``timeout``.
             WorkerCrashed: The worker process died during the call.
         """
-        if self.max_queue and self._in_flight >= self.workers + self.max_queue:
+        if self.max_queue and self._in_flight >= self._running_max + self.max_queue:
             raise Overloaded(
                 f"Model '{self.model.name}' is busy: {self.max_queue} calls are "
                 "already waiting; retry later",
@@ -156,9 +193,11 @@ class Predictor:
     async def _dispatch(
         self, kwargs: dict[str, Any], abandoned: Callable[[], bool] | None
     ) -> Any:
-        if self._pool is not None:
-            return await self._pool.run("predict", kwargs, abandoned=abandoned)
-        if self._is_async:
+        if self._batcher is not None:
+            return await self._batcher.submit(kwargs, abandoned)
+        if self._is_async and self._pool is None:
+            if abandoned is not None and abandoned():
+                raise asyncio.CancelledError("the caller went away")
             return await self.model.finish(
                 "predict", self.model.call("predict", **kwargs)
             )
@@ -176,6 +215,18 @@ class Predictor:
                 return self.model.call("predict", **kwargs)
             finally:
                 inline.ran_inline(time.perf_counter() - started)
+        taken = _batching.Started(abandoned)
+        try:
+            if self._pool is not None:
+                return await self._pool.run("predict", kwargs, abandoned=taken)
+            return await self._in_thread(kwargs, taken)
+        finally:
+            taken.report(self.telemetry, self.model.name)
+
+    async def _in_thread(
+        self, kwargs: dict[str, Any], abandoned: Callable[[], bool]
+    ) -> Any:
+        inline = self._inline
         assert self._threads is not None
         self._threaded += 1
         self._threads_idle.clear()
@@ -187,6 +238,26 @@ class Predictor:
             self._threaded -= 1
             if not self._threaded:
                 self._threads_idle.set()
+
+    async def _run_batch(
+        self, items: list[dict[str, Any]], start: Callable[[], bool]
+    ) -> list[Any]:
+        """Run one batch where the executor says; ``start`` is asked first."""
+        method = _batching.METHOD
+        results: list[Any]
+        if self._pool is not None:
+            results = await self._pool.run(method, items, abandoned=start)
+        elif self.model.is_async(method):
+            if start():
+                raise asyncio.CancelledError("every caller went away")
+            pending = self.model.call(method, items)
+            results = self.model.batch_results(await self.model.finish(method, pending))
+        else:
+            assert self._threads is not None
+            results = await self._threads.run(
+                _batching.call_unless, start, self.model, items
+            )
+        return results
 
     async def start(self) -> None:
         """Start the worker processes (each warms its model); threads need none."""
@@ -207,6 +278,8 @@ class Predictor:
 
     async def aclose(self) -> None:
         """Stop the worker processes, or release the threads."""
+        if self._batcher is not None:
+            await self._batcher.aclose()
         if self._pool is not None:
             await self._pool.aclose()
         self.close()
@@ -225,7 +298,9 @@ def _serve_model(name: str, target: str, warm: bool) -> Callable[..., Any]:
     return functools.partial(_call, model)
 
 
-def _call(model: ModelWrapper, method: str, kwargs: dict[str, Any]) -> Any:
+def _call(model: ModelWrapper, method: str, kwargs: Any) -> Any:
+    if method == _batching.METHOD:
+        return _batching.call_sync(model, kwargs)
     result = model.call(method, **kwargs)
     if model.is_async(method):
         result = asyncio.run(model.finish(method, result))

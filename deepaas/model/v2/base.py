@@ -68,6 +68,24 @@ class BaseModel:
         """
         raise NotImplementedError
 
+    def predict_batch(self, items: list[dict[str, Any]]) -> list[Any]:
+        """Run many inferences in one call, when dynamic batching is enabled.
+
+        Optional: without it (or with ``--max-batch-size 1``, the default) every
+        request calls :meth:`predict`, which a model should keep in any case. See
+        :doc:`/user/batching`.
+
+        Args:
+            items: The validated arguments of each waiting request, one dict per
+                request, as :meth:`predict` would receive them as keywords.
+
+        Returns:
+            One result per item, in order, each what :meth:`predict` would return
+            for it; or an exception instance, which fails that request only. May
+            also be a coroutine function.
+        """
+        raise NotImplementedError
+
     def get_train_args(self) -> dict[str, Any]:
         """Declare the arguments of :meth:`train` (same conventions as predict)."""
         return {}

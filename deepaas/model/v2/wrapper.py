@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import marshmallow
@@ -16,6 +16,7 @@ from deepaas.exceptions import (
     InvalidModelResponse,
     InvalidModelSchema,
     ModelCallError,
+    ModelError,
     ModelMethodNotImplemented,
 )
 from deepaas.model import _fields
@@ -26,7 +27,9 @@ __all__ = ["ModelWrapper", "ReturnedFile", "UploadedFile"]
 _LOG = logging.getLogger(__name__)
 
 # BaseModel's own defaults that only raise NotImplementedError: not "provided".
-_STUBS = {m: vars(BaseModel)[m] for m in ("get_metadata", "predict", "train")}
+_STUBS = {
+    m: vars(BaseModel)[m] for m in ("get_metadata", "predict", "predict_batch", "train")
+}
 
 ACCEPT = "accept"
 JSON = "application/json"
@@ -139,7 +142,7 @@ class ModelWrapper:
             raise ModelMethodNotImplemented(self.name, method)
         return getattr(self.model, method)  # type: ignore[no-any-return]
 
-    def call(self, method: str, /, **kwargs: Any) -> Any:
+    def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Call ``method`` synchronously, translating failures to deepaas errors.
 
         A coroutine function returns its coroutine, for the caller to await
@@ -152,7 +155,7 @@ class ModelWrapper:
         """
         func = self._method(method)
         try:
-            return func(**kwargs)
+            return func(*args, **kwargs)
         except NotImplementedError:
             raise ModelMethodNotImplemented(self.name, method) from None
         except Exception as exc:
@@ -166,6 +169,39 @@ class ModelWrapper:
             raise ModelMethodNotImplemented(self.name, method) from None
         except Exception as exc:
             raise self._failure(method, exc) from exc
+
+    def batch_results(self, result: Any) -> list[Any]:
+        """Check what ``predict_batch`` returned; map its exception elements.
+
+        An element that is an exception becomes the deepaas error ``predict``
+        raising it would have given (logged with the model's name), so that it
+        fails one request only.
+
+        Raises:
+            InvalidModelResponse: ``result`` is not a sequence of results.
+        """
+        if isinstance(result, (str, bytes, bytearray, Mapping)) or not (
+            isinstance(result, Iterable) and hasattr(result, "__len__")
+        ):
+            raise InvalidModelResponse(
+                f"Model '{self.name}' predict_batch() returned "
+                f"{type(result).__name__}, not a list with one result per request"
+            )
+        return [
+            self._item_failure(i, r) if isinstance(r, Exception) else r
+            for i, r in enumerate(result)
+        ]
+
+    def _item_failure(self, index: int, exc: Exception) -> ModelError:
+        if isinstance(exc, NotImplementedError):
+            return ModelMethodNotImplemented(self.name, "predict")
+        _LOG.error(
+            "Model %r predict_batch() returned an error for request %d of the batch",
+            self.name,
+            index,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        return ModelCallError(f"Model '{self.name}' predict() failed: {_describe(exc)}")
 
     def _failure(self, method: str, exc: Exception) -> ModelCallError:
         _LOG.error(
