@@ -320,14 +320,23 @@ class JobManager:
             )
         return jobs
 
-    async def aclose(self) -> None:
-        """Cancel every unfinished training and wait for their processes to stop."""
+    async def aclose(self, *, finish: bool = False) -> None:
+        """Stop every unfinished training and wait for their processes to stop.
+
+        Stopped trainings are recorded as ``interrupted``.
+
+        Args:
+            finish: Let running trainings finish first, however long they take;
+                queued ones are interrupted all the same.
+        """
         self._closing = True
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
+        if finish:
+            await self._finish_running()
         tasks = [t for t in self._tasks.values() if not t.done()]
         for task in tasks:
             task.cancel()
@@ -335,6 +344,21 @@ class JobManager:
             await asyncio.gather(*tasks, return_exceptions=True)
         if self._own_log_dir:
             shutil.rmtree(self.log_dir, ignore_errors=True)
+
+    async def _finish_running(self) -> None:
+        running = {
+            job.uuid
+            for job in self.store.unfinished()
+            if job.status is JobStatus.RUNNING and job.uuid in self._tasks
+        }
+        # Queued ones first, so that none takes the slot a finishing one frees.
+        for uuid, task in list(self._tasks.items()):
+            if uuid not in running:
+                task.cancel()
+        waiting = [t for u, t in self._tasks.items() if u in running and not t.done()]
+        if waiting:
+            _LOG.info("Waiting for %d running training(s) to finish", len(waiting))
+            await asyncio.gather(*waiting, return_exceptions=True)
 
 
 def _interrupted(job: Job) -> str:
