@@ -13,16 +13,30 @@ from urllib.parse import urlsplit
 
 from deepaas.exceptions import ConfigurationError
 
-__all__ = ["AUTH_MODES", "EXECUTORS", "JOB_STORES", "Config", "is_loopback"]
+__all__ = [
+    "AUTH_MODES",
+    "EXECUTORS",
+    "JOB_STORES",
+    "SHUTDOWN_TRAININGS",
+    "Config",
+    "is_loopback",
+]
 
 JOB_STORES = ("sqlite", "memory")
 EXECUTORS = ("auto", "thread", "async", "process")
 AUTH_MODES = ("auto", "none")
+SHUTDOWN_TRAININGS = ("interrupt", "finish")
+# 1 GiB: uploads are streamed to disk, so this bounds disk use per request, not
+# memory; large enough for the images, audio and archives models take.
+DEFAULT_CLIENT_MAX_SIZE = 1024**3
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
-    """Settings of one deepaas server (defaults are those of DEEPaaS 2.x).
+    """Settings of one deepaas server.
+
+    Defaults are those of DEEPaaS 2.x where it had the setting, except
+    ``client_max_size`` (unlimited in 2.x).
 
     Attributes:
         listen_ip: Address to bind.
@@ -83,6 +97,21 @@ class Config:
         train_endpoint: Serve the training routes.
         predict_endpoint: Serve the predict routes.
         client_max_size: Largest request body in bytes; 0 means unlimited.
+        max_file_size: Largest uploaded file in bytes, each; 0 means only
+            ``client_max_size`` applies.
+        max_form_fields: Most query parameters and form fields (multipart parts
+            or urlencoded pairs) in one request; 0 means no limit.
+        max_header_size: Longest request line or header line, in bytes.
+        max_headers: Most header lines in one request.
+        header_timeout: Seconds a connection may go without sending a complete
+            request head (request line and headers): counted from when it
+            opened, or from the end of its previous answer.
+        body_timeout: Seconds a request body may go without sending more data
+            while it is read; 0 means no limit.
+        shutdown_grace: Seconds requests in progress get to finish once the
+            server is asked to stop.
+        shutdown_trainings: What a stopping server does with running
+            trainings: ``"interrupt"`` them, or let them ``"finish"``.
         max_train_processes: Trainings running at once; more wait.
         plugins: Server plugins to load, by name; ``None`` loads every installed one.
         log_level: Logging level name.
@@ -125,7 +154,15 @@ class Config:
     doc_endpoint: bool = True
     train_endpoint: bool = True
     predict_endpoint: bool = True
-    client_max_size: int = 0
+    client_max_size: int = DEFAULT_CLIENT_MAX_SIZE
+    max_file_size: int = 0
+    max_form_fields: int = 1000
+    max_header_size: int = 8190
+    max_headers: int = 128
+    header_timeout: float = 30.0
+    body_timeout: float = 60.0
+    shutdown_grace: float = 20.0
+    shutdown_trainings: str = "interrupt"
     max_train_processes: int = 1
     plugins: tuple[str, ...] | None = None
     log_level: str = "INFO"
@@ -184,6 +221,25 @@ class Config:
         if self.client_max_size < 0:
             raise ConfigurationError(
                 f"client_max_size must be 0 or more, got {self.client_max_size}"
+            )
+        for name in ("max_file_size", "max_form_fields", "body_timeout"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(
+                    f"{name} must be 0 or more, got {getattr(self, name)}"
+                )
+        for name in ("max_header_size", "max_headers", "header_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(
+                    f"{name} must be more than 0, got {getattr(self, name)}"
+                )
+        if self.shutdown_grace < 0:
+            raise ConfigurationError(
+                f"shutdown_grace must be 0 or more, got {self.shutdown_grace}"
+            )
+        if self.shutdown_trainings not in SHUTDOWN_TRAININGS:
+            raise ConfigurationError(
+                "shutdown_trainings must be one of "
+                f"{', '.join(SHUTDOWN_TRAININGS)}, got {self.shutdown_trainings!r}"
             )
         if not 0 < self.listen_port < 65536:
             raise ConfigurationError(f"listen_port out of range: {self.listen_port}")

@@ -16,9 +16,40 @@ def test_defaults_are_those_of_2x():
     assert config.doc_endpoint is True
     assert config.train_endpoint is True
     assert config.predict_endpoint is True
-    assert config.client_max_size == 0
     assert config.plugins is None
     assert config.job_store == "sqlite"
+
+
+def test_new_limits_have_bounded_defaults():
+    config = opts.load_config([], environ={})
+    # Unlimited in 2.x; 0 still says so explicitly.
+    assert config.client_max_size == 1024**3
+    assert opts.load_config(["--client-max-size", "0"], environ={}).client_max_size == 0
+    assert config.max_file_size == 0
+    assert config.max_form_fields == 1000
+    assert (config.max_header_size, config.max_headers) == (8190, 128)
+    assert (config.header_timeout, config.body_timeout) == (30.0, 60.0)
+    assert (config.shutdown_grace, config.shutdown_trainings) == (20.0, "interrupt")
+
+
+def test_limit_and_shutdown_options():
+    config = opts.load_config(
+        [
+            "--max-file-size=10",
+            "--max-form-fields=5",
+            "--max-header-size=100",
+            "--max-headers=7",
+            "--header-timeout=1.5",
+            "--body-timeout=0",
+            "--shutdown-grace=3",
+            "--shutdown-trainings=finish",
+        ],
+        environ={},
+    )
+    assert (config.max_file_size, config.max_form_fields) == (10, 5)
+    assert (config.max_header_size, config.max_headers) == (100, 7)
+    assert (config.header_timeout, config.body_timeout) == (1.5, 0.0)
+    assert (config.shutdown_grace, config.shutdown_trainings) == (3.0, "finish")
 
 
 def test_state_dir_follows_xdg_state_home(tmp_path):
@@ -91,6 +122,14 @@ def test_debug_sets_log_level():
         ({"job_store": "redis"}, "job_store"),
         ({"max_batch_size": 0}, "max_batch_size"),
         ({"max_batch_delay_ms": -1}, "max_batch_delay_ms"),
+        ({"max_file_size": -1}, "max_file_size"),
+        ({"max_form_fields": -1}, "max_form_fields"),
+        ({"body_timeout": -1}, "body_timeout"),
+        ({"max_header_size": 0}, "max_header_size"),
+        ({"max_headers": 0}, "max_headers"),
+        ({"header_timeout": 0}, "header_timeout"),
+        ({"shutdown_grace": -1}, "shutdown_grace"),
+        ({"shutdown_trainings": "wait"}, "shutdown_trainings"),
     ],
 )
 def test_invalid_settings_name_the_setting(changes, fragment):
@@ -119,6 +158,12 @@ def test_list_opts_exposes_every_option():
         "train_endpoint",
         "predict_endpoint",
         "client_max_size",
+        "max_file_size",
+        "max_form_fields",
+        "header_timeout",
+        "body_timeout",
+        "shutdown_grace",
+        "shutdown_trainings",
         "log_level",
         "log_file",
     } <= names

@@ -4,13 +4,13 @@ import pickle
 import pytest
 
 from deepaas import exceptions
-from deepaas.api.errors import RequestTooLarge, status_for
+from deepaas.api.errors import RequestTimedOut, RequestTooLarge, status_for
 
 ALL = [
     cls
     for _, cls in inspect.getmembers(exceptions, inspect.isclass)
     if issubclass(cls, exceptions.DeepaasError)
-] + [RequestTooLarge]
+] + [RequestTooLarge, RequestTimedOut]
 
 SAMPLES = {
     exceptions.ModelNotFound: ("m",),
@@ -50,6 +50,8 @@ def test_every_error_survives_pickling(cls):
         (exceptions.UnsupportedMediaType("x"), 415),
         (exceptions.MalformedRequest({"json": ["x"]}), 400),
         (RequestTooLarge("x"), 413),
+        (RequestTooLarge("x", field="f"), 413),
+        (RequestTimedOut("x"), 408),
         (exceptions.ModelCallError("x"), 500),
         (exceptions.WorkerCrashed("x"), 500),
         (exceptions.Overloaded("x"), 503),
@@ -69,3 +71,9 @@ def test_messages_name_what_is_wrong():
         == "Invalid arguments: a, b"
     )
     assert exceptions.ModelNotFound("zz").name == "zz"
+
+
+def test_request_too_large_keeps_its_field_across_pickling():
+    error = pickle.loads(pickle.dumps(RequestTooLarge("too big", field="image")))
+    assert (error.message, error.field) == ("too big", "image")
+    assert RequestTooLarge("too big").field is None

@@ -11,9 +11,9 @@ from aiohttp import web
 
 import deepaas
 from deepaas.api import docs, security, versions
-from deepaas.api.args import ModelArgs
+from deepaas.api.args import BodyOptions, ModelArgs
 from deepaas.api.errors import error_middleware
-from deepaas.api.keys import ARGSPECS, CONFIG, JOBS, MODELS, PREDICTORS
+from deepaas.api.keys import ARGSPECS, BODY, CONFIG, JOBS, MODELS, PREDICTORS
 from deepaas.api.plugins import Plugin
 from deepaas.api.v2 import create_v2_app
 from deepaas.config import Config
@@ -40,6 +40,7 @@ def create_app(
     plugins: Sequence[tuple[str, Plugin]] = (),
     job_store: JobStore | None = None,
     server_pid: int | None = None,
+    upload_dir: str | None = None,
 ) -> web.Application:
     """Build the deepaas application serving ``models``.
 
@@ -50,6 +51,8 @@ def create_app(
         job_store: Where job records live; by default as ``config`` says.
         server_pid: The pid of the whole server (the gunicorn master with several
             HTTP workers); by default this process.
+        upload_dir: Directory in which each request's uploads get a directory
+            of their own; by default the system's temporary directory.
     """
     app = web.Application(
         middlewares=[error_middleware, web.normalize_path_middleware()],
@@ -59,6 +62,7 @@ def create_app(
     app[CONFIG] = config
     app[MODELS] = dict(models)
     app[ARGSPECS] = {name: ModelArgs(model) for name, model in models.items()}
+    app[BODY] = BodyOptions.from_config(config, upload_dir=upload_dir)
     app[PREDICTORS] = {
         name: Predictor(
             model,
@@ -134,6 +138,6 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await app[JOBS].aclose()
+        await app[JOBS].aclose(finish=app[CONFIG].shutdown_trainings == "finish")
         for predictor in predictors.values():
             await predictor.aclose()

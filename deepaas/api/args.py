@@ -3,38 +3,80 @@
 Arguments come from the query string and from the body (urlencoded form, multipart
 form or a JSON object), merged in that order. Uploaded files are streamed to a
 temporary directory owned by the request and handed over as ``UploadedFile``; the
-caller removes the directory with :meth:`Arguments.cleanup`.
+caller removes the directory with :meth:`Arguments.cleanup`. The body is read
+within the limits of a :class:`BodyOptions`: its size, each file's size, the
+number of fields, and how long it may stall.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Mapping, Sequence
-from typing import IO, Any
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import IO, Any, TypeVar
+from urllib.parse import parse_qsl
 
 import marshmallow
-from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 from marshmallow import fields as mfields
 from multidict import MultiDict
 from webargs.multidictproxy import MultiDictProxy as SchemaMultiDict
 
-from deepaas.api.errors import RequestTooLarge
+from deepaas.api.errors import RequestTimedOut, RequestTooLarge
+from deepaas.api.keys import BODY
 from deepaas.api.media import negotiate
+from deepaas.config import Config
 from deepaas.exceptions import ArgumentError, MalformedRequest, UnsupportedMediaType
 from deepaas.model import _fields
 from deepaas.model.v2.wrapper import ACCEPT, ModelWrapper, UploadedFile
 
-__all__ = ["ArgSpec", "Arguments", "ModelArgs", "parse"]
+__all__ = ["ArgSpec", "Arguments", "BodyOptions", "ModelArgs", "parse"]
 
 _CHUNK = 256 * 1024
 # A text form field is an argument, not a payload: bound it.
 _MAX_TEXT_FIELD = 8 * 1024 * 1024
 _FORM = ("application/x-www-form-urlencoded", "multipart/form-data")
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class BodyOptions:
+    """How request bodies are read: their limits, and where uploads go.
+
+    Attributes:
+        max_size: Largest body in bytes; 0 means no limit.
+        max_file_size: Largest uploaded file in bytes, each; 0 means only
+            ``max_size`` applies.
+        max_fields: Most query parameters and form fields in one request; 0
+            means no limit.
+        read_timeout: Seconds to wait for more of a body being read before
+            giving up on it; 0 means no limit.
+        upload_dir: Directory in which each request's uploads get a directory
+            of their own; ``None`` means the system's temporary directory.
+    """
+
+    max_size: int = 0
+    max_file_size: int = 0
+    max_fields: int = 0
+    read_timeout: float = 0.0
+    upload_dir: str | None = None
+
+    @classmethod
+    def from_config(cls, config: Config, upload_dir: str | None = None) -> BodyOptions:
+        """The options a server with ``config`` reads bodies with."""
+        return cls(
+            max_size=config.client_max_size,
+            max_file_size=config.max_file_size,
+            max_fields=config.max_form_fields,
+            read_timeout=config.body_timeout,
+            upload_dir=upload_dir,
+        )
 
 
 class ArgSpec:
@@ -158,40 +200,49 @@ def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
 async def parse(
     request: web.Request,
     spec: ArgSpec,
-    *,
-    max_size: int = 0,
+    options: BodyOptions | None = None,
 ) -> Arguments:
     """Read, stream and validate the arguments declared by ``spec``.
 
     Args:
         request: The request to read.
         spec: The model method's declared arguments.
-        max_size: Largest body in bytes (0: unlimited).
+        options: Limits and upload directory; by default the application's.
 
     Raises:
         ArgumentError: Validation failed (messages keyed by argument).
         UnsupportedMediaType: The body has a type that cannot hold arguments.
-        RequestTooLarge: The body exceeds ``max_size``.
+        RequestTooLarge: The body, a file or the number of fields exceeds its
+            limit.
+        RequestTimedOut: The body stalled for longer than allowed.
     """
+    if options is None:
+        options = request.config_dict[BODY]
+    max_size = options.max_size
     if max_size and request.content_length and request.content_length > max_size:
         raise RequestTooLarge(
             f"Request body of {request.content_length} bytes exceeds the limit of "
             f"{max_size} bytes"
         )
     data: MultiDict[Any] = MultiDict(request.query)
+    _check_fields(len(data), options.max_fields)
     json_body: dict[str, Any] = {}
     tmpdir: str | None = None
     try:
         ctype = request.content_type
         if request.body_exists:
             if ctype == "multipart/form-data":
-                tmpdir = await asyncio.to_thread(tempfile.mkdtemp, prefix="deepaas-")
-                await _read_multipart(request, spec, data, tmpdir, max_size)
+                tmpdir = await asyncio.to_thread(
+                    tempfile.mkdtemp, prefix="deepaas-", dir=options.upload_dir
+                )
+                await _read_multipart(request, spec, data, tmpdir, options)
             elif ctype == "application/x-www-form-urlencoded":
-                data.extend(await request.post())
+                _read_form(request, await _read_body(request, options), data, options)
             elif ctype == "application/json" or ctype.endswith("+json"):
-                json_body = await _read_json(request)
-            elif ctype != "application/octet-stream" or await request.read():
+                json_body = _read_json(request, await _read_body(request, options))
+            elif ctype != "application/octet-stream" or await _read_body(
+                request, options
+            ):
                 raise UnsupportedMediaType(
                     f"Cannot read arguments from a '{ctype}' body; send a query "
                     "string, a form (urlencoded or multipart) or a JSON object"
@@ -206,14 +257,74 @@ async def parse(
     )
 
 
-async def _read_json(request: web.Request) -> dict[str, Any]:
+if sys.version_info >= (3, 11):
+
+    async def _within(awaitable: Awaitable[T], timeout: float) -> T:
+        async with asyncio.timeout(timeout):
+            return await awaitable
+
+else:  # pragma: no cover (Python 3.10)
+
+    async def _within(awaitable: Awaitable[T], timeout: float) -> T:
+        return await asyncio.wait_for(awaitable, timeout)
+
+
+async def _patiently(
+    awaitable: Awaitable[T], stream: StreamReader, options: BodyOptions
+) -> T:
+    """Await a read of ``stream``, for at most ``options.read_timeout`` seconds."""
+    if not options.read_timeout or stream.is_eof():
+        # Nothing more to wait for: the whole body is in (the usual case of
+        # small bodies), so spare the timer.
+        return await awaitable
     try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError) as err:
+        return await _within(awaitable, options.read_timeout)
+    except asyncio.TimeoutError:
+        raise RequestTimedOut(
+            f"The request body stalled: no data for {options.read_timeout:g} s"
+        ) from None
+
+
+async def _read_body(request: web.Request, options: BodyOptions) -> bytes:
+    """The whole body, read chunk by chunk within the size and time limits."""
+    body = bytearray()
+    stream = request.content
+    while chunk := await _patiently(stream.readany(), stream, options):
+        body.extend(chunk)
+        _check_size(len(body), options.max_size)
+    return bytes(body)
+
+
+def _read_form(
+    request: web.Request, body: bytes, data: MultiDict[Any], options: BodyOptions
+) -> None:
+    if not body:
+        return
+    charset = request.charset or "utf-8"
+    try:
+        text = body.rstrip().decode(charset)
+    except LookupError:
+        raise UnsupportedMediaType(f"Unknown charset '{charset}'") from None
+    except UnicodeDecodeError:
+        raise MalformedRequest({"form": [f"The form is not valid {charset}"]}) from None
+    left = options.max_fields - len(data) if options.max_fields else None
+    try:
+        pairs = parse_qsl(
+            text, keep_blank_values=True, encoding=charset, max_num_fields=left
+        )
+    except ValueError:  # only raised for max_num_fields
+        raise _too_many_fields(options.max_fields) from None
+    data.extend(pairs)
+
+
+def _read_json(request: web.Request, body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body.decode(request.charset or "utf-8"))
+    except (ValueError, UnicodeDecodeError, LookupError) as err:
         raise MalformedRequest({"json": [f"Invalid JSON body: {err}"]}) from None
-    if not isinstance(body, dict):
+    if not isinstance(parsed, dict):
         raise ArgumentError({"json": ["The JSON body must be an object of arguments"]})
-    return body
+    return parsed
 
 
 async def _read_multipart(
@@ -221,12 +332,14 @@ async def _read_multipart(
     spec: ArgSpec,
     data: MultiDict[Any],
     tmpdir: str,
-    max_size: int,
+    options: BodyOptions,
 ) -> None:
     # aiohttp signals a broken body (bad boundary, early EOF, bad part headers)
     # with these; none of our own code below raises them.
     try:
-        await _read_parts(await request.multipart(), spec, data, tmpdir, max_size)
+        await _read_parts(
+            await request.multipart(), request.content, spec, data, tmpdir, options
+        )
     except BadHttpMessage:
         raise MalformedRequest(
             {"form": ["Malformed multipart body: invalid part headers"]}
@@ -239,19 +352,22 @@ async def _read_multipart(
 
 async def _read_parts(
     reader: MultipartReader,
+    stream: StreamReader,
     spec: ArgSpec,
     data: MultiDict[Any],
     tmpdir: str,
-    max_size: int,
+    options: BodyOptions,
 ) -> None:
     total = 0
-    while (part := await reader.next()) is not None:
+    max_size = options.max_size
+    while (part := await _patiently(reader.next(), stream, options)) is not None:
+        _check_fields(len(data) + 1, options.max_fields)
         if not isinstance(part, BodyPartReader):
             raise ArgumentError({"form": ["Nested multipart bodies are not supported"]})
         name = part.name or ""
         if part.filename is not None or name in spec.files:
             path = os.path.join(tmpdir, f"upload-{len(data) + 1}")
-            total = await _save_part(part, path, total, max_size)
+            total = await _save_part(part, stream, name, path, total, options)
             upload = UploadedFile(
                 name=name,
                 filename=path,
@@ -261,7 +377,7 @@ async def _read_parts(
             data.add(name, upload)
             continue
         raw = bytearray()
-        while chunk := await part.read_chunk(_CHUNK):
+        while chunk := await _patiently(part.read_chunk(_CHUNK), stream, options):
             raw.extend(chunk)
             _check_size(total + len(raw), max_size)
             if len(raw) > _MAX_TEXT_FIELD:
@@ -277,17 +393,42 @@ async def _read_parts(
             raise ArgumentError({name: ["Field value is not valid text"]}) from None
 
 
-async def _save_part(part: BodyPartReader, path: str, total: int, max_size: int) -> int:
+async def _save_part(
+    part: BodyPartReader,
+    stream: StreamReader,
+    name: str,
+    path: str,
+    total: int,
+    options: BodyOptions,
+) -> int:
     handle: IO[bytes] = await asyncio.to_thread(open, path, "wb")
+    size = 0
     try:
-        while chunk := await part.read_chunk(_CHUNK):
-            total += len(chunk)
-            _check_size(total, max_size)
+        while chunk := await _patiently(part.read_chunk(_CHUNK), stream, options):
+            size += len(chunk)
+            if options.max_file_size and size > options.max_file_size:
+                raise RequestTooLarge(
+                    f"File '{name}' exceeds the limit of {options.max_file_size} "
+                    "bytes per file",
+                    field=name,
+                )
+            _check_size(total + size, options.max_size)
             await asyncio.to_thread(handle.write, chunk)
     finally:
         # Closed synchronously: this may run while the task is cancelled.
         handle.close()
-    return total
+    return total + size
+
+
+def _check_fields(count: int, max_fields: int) -> None:
+    if max_fields and count > max_fields:
+        raise _too_many_fields(max_fields)
+
+
+def _too_many_fields(max_fields: int) -> RequestTooLarge:
+    return RequestTooLarge(
+        f"The request has more than {max_fields} query parameters and form fields"
+    )
 
 
 def _check_size(total: int, max_size: int) -> None:

@@ -14,6 +14,7 @@ from deepaas import exceptions as exc
 
 __all__ = [
     "REALM",
+    "RequestTimedOut",
     "RequestTooLarge",
     "bearer_challenge",
     "error_middleware",
@@ -25,7 +26,26 @@ _LOG = logging.getLogger(__name__)
 
 
 class RequestTooLarge(exc.DeepaasError):
-    """The request body is larger than the configured limit."""
+    """The request is larger than a configured limit.
+
+    Args:
+        message: What is too large, and the limit.
+        field: The form field that broke the limit, if one did.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message, field)
+        self._ctor = (message, field)
+
+    @property
+    def field(self) -> str | None:
+        """The form field that broke the limit, or ``None``."""
+        field = self.args[1] if len(self.args) > 1 else None
+        return field if isinstance(field, str) else None
+
+
+class RequestTimedOut(exc.DeepaasError):
+    """The client stopped sending the request body it had started."""
 
 
 _STATUS: Mapping[type[exc.DeepaasError], HTTPStatus] = {
@@ -38,6 +58,7 @@ _STATUS: Mapping[type[exc.DeepaasError], HTTPStatus] = {
     exc.NotAcceptable: HTTPStatus.NOT_ACCEPTABLE,
     exc.UnsupportedMediaType: HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
     RequestTooLarge: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    RequestTimedOut: HTTPStatus.REQUEST_TIMEOUT,
     exc.WorkerCrashed: HTTPStatus.INTERNAL_SERVER_ERROR,
     exc.Overloaded: HTTPStatus.SERVICE_UNAVAILABLE,
     exc.CallTimedOut: HTTPStatus.GATEWAY_TIMEOUT,
@@ -76,6 +97,14 @@ def _from_deepaas(error: exc.DeepaasError) -> web.Response:
     if isinstance(error, exc.AuthenticationFailed | exc.InsufficientScope):
         response = json_error(status, error.message)
         response.headers["WWW-Authenticate"] = bearer_challenge(error)
+        return response
+    if isinstance(error, RequestTooLarge) and error.field is not None:
+        return json_error(status, error.message, errors={error.field: [error.message]})
+    if isinstance(error, RequestTimedOut):
+        _LOG.warning("%s", error.message)
+        response = json_error(status, error.message)
+        # The rest of the body may never come: do not wait to read it.
+        response.force_close()
         return response
     if status >= 500:
         _LOG.error("%s: %s", type(error).__name__, error.message)

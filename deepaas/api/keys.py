@@ -12,10 +12,10 @@ from deepaas.model.predictor import Predictor
 from deepaas.model.v2.wrapper import ModelWrapper
 
 if TYPE_CHECKING:
-    from deepaas.api.args import ModelArgs
+    from deepaas.api.args import BodyOptions, ModelArgs
     from deepaas.jobs import JobManager
 
-__all__ = ["ARGSPECS", "CONFIG", "JOBS", "MODELS", "PREDICTORS", "SPECS"]
+__all__ = ["ARGSPECS", "BODY", "CONFIG", "JOBS", "MODELS", "PREDICTORS", "SPECS"]
 
 CONFIG = web.AppKey("deepaas_config", Config)
 MODELS: web.AppKey[Mapping[str, ModelWrapper]] = web.AppKey("deepaas_models")
@@ -23,3 +23,4 @@ JOBS: web.AppKey[JobManager] = web.AppKey("deepaas_jobs")
 PREDICTORS: web.AppKey[Mapping[str, Predictor]] = web.AppKey("deepaas_predictors")
 SPECS: web.AppKey[dict[str, dict[str, Any]]] = web.AppKey("deepaas_specs")
 ARGSPECS: web.AppKey[Mapping[str, ModelArgs]] = web.AppKey("deepaas_argspecs")
+BODY: web.AppKey[BodyOptions] = web.AppKey("deepaas_body")

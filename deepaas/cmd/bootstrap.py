@@ -11,17 +11,23 @@ from deepaas.model import load_models
 __all__ = ["build_app"]
 
 
-def build_app(config: Config, *, server_pid: int | None = None) -> web.Application:
+def build_app(
+    config: Config, *, server_pid: int | None = None, upload_dir: str | None = None
+) -> web.Application:
     """Load the configured models and plugins and build the application.
 
     Args:
         config: Server settings.
         server_pid: The pid of the whole server: the gunicorn master when
             several HTTP workers build an application each; by default this one.
+        upload_dir: Where requests keep their uploads; by default the system's
+            temporary directory.
 
     Raises:
         DeepaasError: A model or plugin cannot be loaded.
     """
     models = load_models(config.model_names)
     plugins = load_plugins(config.plugins)
-    return create_app(config, models, plugins=plugins, server_pid=server_pid)
+    return create_app(
+        config, models, plugins=plugins, server_pid=server_pid, upload_dir=upload_dir
+    )

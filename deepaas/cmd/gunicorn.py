@@ -3,27 +3,53 @@
 ``deepaas-run --http-workers N`` (N above 1) runs :class:`DeepaasApplication`: the
 gunicorn master forks N workers of the ``aiohttp.GunicornWebWorker`` class, and
 each builds its own application with :func:`deepaas.cmd.bootstrap.build_app` from
-the :class:`~deepaas.config.Config` parsed once by the master.
+the :class:`~deepaas.config.Config` parsed once by the master, and serves it with
+the runner of :func:`deepaas.cmd.serving.make_runner`: the same limits and grace
+period as a single process.
+
+Stopping follows :mod:`deepaas.cmd.serving` too: the first SIGTERM or SIGINT to
+the master stops the workers gracefully (gunicorn's graceful timeout leaves them
+the grace period, plus the time to interrupt trainings, or no limit when
+trainings are let finish); a second one kills them and exits at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import signal
 import sys
+from collections.abc import Awaitable, Callable
+from types import FrameType
 from typing import Any
 
 from aiohttp import web
 from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+from gunicorn.arbiter import Arbiter  # type: ignore[import-untyped]
 
+from deepaas.cmd import serving
 from deepaas.cmd.bootstrap import build_app
 from deepaas.config import Config
 from deepaas.exceptions import DeepaasError
 
-__all__ = ["DeepaasApplication", "bind_address", "serve"]
+__all__ = ["DeepaasApplication", "bind_address", "graceful_timeout", "serve"]
 
 WORKER_CLASS = "aiohttp.GunicornWebWorker"
 # Exit status of a gunicorn worker that could not boot; the master then stops.
 _WORKER_BOOT_ERROR = 3
+# Beyond the grace period, what a worker may take to interrupt its trainings and
+# stop its executors before the master kills it.
+_CLEANUP_MARGIN_S = 15
+# gunicorn's graceful timeout when trainings are let finish: no limit in practice.
+_NO_LIMIT_S = 10**9
+
+
+def graceful_timeout(config: Config) -> int:
+    """The ``graceful_timeout`` of gunicorn: how long the master waits for workers."""
+    if config.shutdown_trainings == "finish":
+        return _NO_LIMIT_S
+    return math.ceil(config.shutdown_grace) + _CLEANUP_MARGIN_S
 
 
 def bind_address(host: str, port: int) -> str:
@@ -42,9 +68,16 @@ class DeepaasApplication(BaseApplication):  # type: ignore[misc]
             default the process that creates this object (the future master).
     """
 
-    def __init__(self, config: Config, *, server_pid: int | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        server_pid: int | None = None,
+        upload_dir: str | None = None,
+    ) -> None:
         self.config = config
         self.server_pid = os.getpid() if server_pid is None else server_pid
+        self.upload_dir = upload_dir
         super().__init__()
 
     def load_config(self) -> None:
@@ -57,7 +90,7 @@ class DeepaasApplication(BaseApplication):  # type: ignore[misc]
             # Workers answer gunicorn's heartbeat from their event loop, which
             # loading and warming the models may hold for long: no timeout.
             "timeout": 0,
-            "graceful_timeout": 30,
+            "graceful_timeout": graceful_timeout(config),
             "loglevel": config.log_level.lower(),
             "proc_name": "deepaas-run",
         }
@@ -69,22 +102,88 @@ class DeepaasApplication(BaseApplication):  # type: ignore[misc]
         for key, value in settings.items():
             self.cfg.set(key, value)
 
-    def load(self) -> web.Application:
-        """Build this worker's application (called in each worker, after the fork)."""
+    def load(self) -> Callable[[], Awaitable[web.AppRunner]]:
+        """Build this worker's application (called in each worker, after the fork).
+
+        Returns:
+            What the aiohttp worker class calls for the runner to serve with.
+        """
         try:
-            return build_app(self.config, server_pid=self.server_pid)
+            app = build_app(
+                self.config, server_pid=self.server_pid, upload_dir=self.upload_dir
+            )
         except DeepaasError as exc:
             print(f"deepaas-run: {exc.message}", file=sys.stderr, flush=True)
             # The status that makes the master stop rather than start another
             # worker; os._exit, as the worker class turns SystemExit into 1.
             os._exit(_WORKER_BOOT_ERROR)
+        config = self.config
+
+        async def runner() -> web.AppRunner:
+            # As the worker class would build it (no access log unless
+            # gunicorn's is configured, which deepaas does not do).
+            return serving.make_runner(app, config, access_log=None)
+
+        return runner
+
+    def run(self) -> None:
+        """Run the gunicorn master (with the stop signals of deepaas-run)."""
+        try:
+            _Arbiter(self, on_forced_exit=self._forced_exit).run()
+        except RuntimeError as exc:
+            print(f"\nError: {exc}\n", file=sys.stderr, flush=True)
+            sys.exit(1)
+
+    def _forced_exit(self) -> None:
+        serving.remove_scratch_dir(self.upload_dir)
+
+
+class _Arbiter(Arbiter):  # type: ignore[misc]
+    """gunicorn's master, stopping as ``deepaas-run`` does on its own.
+
+    SIGINT stops as gracefully as SIGTERM (gunicorn's own SIGINT is a quick
+    stop, which the aiohttp workers take as a graceful one anyway); a second
+    SIGTERM or SIGINT kills the workers and exits at once.
+    """
+
+    def __init__(
+        self, app: DeepaasApplication, *, on_forced_exit: Callable[[], None]
+    ) -> None:
+        super().__init__(app)
+        self._stop_signals = 0
+        self._on_forced_exit = on_forced_exit
+
+    def signal(self, sig: int, frame: FrameType | None) -> None:
+        """Queue a signal for the main loop (gunicorn's handler), or exit now."""
+        if sig in serving.STOP_SIGNALS:
+            self._stop_signals += 1
+            if self._stop_signals > 1:
+                self._exit_now(sig)
+            sig = signal.SIGTERM
+        super().signal(sig, frame)
+
+    def _exit_now(self, sig: int) -> None:
+        serving.say_forced_exit(sig)
+        workers = list(self.WORKERS)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in workers:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self._on_forced_exit()
+        os._exit(serving.forced_exit_status(sig))
 
 
 def serve(config: Config) -> int:
     """Run gunicorn until it is stopped; return the exit code."""
+    # The workers' uploads go in here, removed at exit, even a forced one.
+    scratch_dir = serving.make_scratch_dir()
     try:
-        DeepaasApplication(config).run()
+        DeepaasApplication(config, upload_dir=scratch_dir).run()
     except SystemExit as exc:
         # gunicorn halts with 3 (or 4) when workers cannot boot: our exit 1.
         return 0 if exc.code in (None, 0) else 1
+    finally:
+        serving.remove_scratch_dir(scratch_dir)
     return 0

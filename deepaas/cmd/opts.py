@@ -13,7 +13,14 @@ from typing import Any
 from oslo_config import cfg
 
 import deepaas
-from deepaas.config import AUTH_MODES, EXECUTORS, JOB_STORES, Config
+from deepaas.config import (
+    AUTH_MODES,
+    DEFAULT_CLIENT_MAX_SIZE,
+    EXECUTORS,
+    JOB_STORES,
+    SHUTDOWN_TRAININGS,
+    Config,
+)
 
 __all__ = ["list_opts", "load_config", "register_opts", "to_config"]
 
@@ -195,12 +202,13 @@ api_opts = [
     cfg.BoolOpt("predict-endpoint", default=True, help="Serve the predict routes."),
     cfg.IntOpt(
         "client-max-size",
-        default=0,
+        default=DEFAULT_CLIENT_MAX_SIZE,
         min=0,
         help=(
             "Largest request body accepted, in bytes; larger ones are answered "
-            "with 413. 0 means no limit (as in DEEPaaS 2.x); uploads are streamed "
-            "to disk, never held in memory."
+            "with 413. Uploads are streamed to disk, never held in memory, so "
+            "this bounds the disk a request may fill. 0 means no limit (the "
+            "default of DEEPaaS 2.x)."
         ),
     ),
     cfg.IntOpt(
@@ -328,16 +336,115 @@ security_opts = [
 ]
 
 
+# Limits on what one client may send, and how slowly; server only.
+limit_opts = [
+    cfg.IntOpt(
+        "max-file-size",
+        default=0,
+        min=0,
+        help=(
+            "Largest uploaded file accepted, in bytes, for each file of a "
+            "multipart form; a larger one is answered with 413 naming its field. "
+            "0 means only --client-max-size applies."
+        ),
+    ),
+    cfg.IntOpt(
+        "max-form-fields",
+        default=1000,
+        min=0,
+        help=(
+            "Most query parameters and form fields (multipart parts or "
+            "urlencoded pairs) in one request; more are answered with 413. 0 "
+            "means no limit."
+        ),
+    ),
+    cfg.IntOpt(
+        "max-header-size",
+        default=8190,
+        min=1,
+        help=(
+            "Longest request line (method, path and query string) or header "
+            "line accepted, in bytes; longer ones are answered with 400."
+        ),
+    ),
+    cfg.IntOpt(
+        "max-headers",
+        default=128,
+        min=1,
+        help="Most header lines in one request; more are answered with 400.",
+    ),
+    cfg.FloatOpt(
+        "header-timeout",
+        default=30.0,
+        min=0.001,
+        help=(
+            "Seconds a connection may go without sending a complete request "
+            "line and headers, counted from when it opened or from the end of "
+            "its previous answer; then it is closed. This also closes idle "
+            "keep-alive connections."
+        ),
+    ),
+    cfg.FloatOpt(
+        "body-timeout",
+        default=60.0,
+        min=0.0,
+        help=(
+            "Seconds the server waits for more of a request body it is reading "
+            "before answering 408 and closing the connection; its uploads are "
+            "deleted. 0 means no limit."
+        ),
+    ),
+]
+
+# How the server stops on SIGTERM or SIGINT; server only.
+shutdown_opts = [
+    cfg.FloatOpt(
+        "shutdown-grace",
+        default=20.0,
+        min=0.0,
+        help=(
+            "Seconds requests in progress (predictions included) get to finish "
+            "once the server is asked to stop with SIGTERM or SIGINT; it stops "
+            "accepting connections at once, and cancels what is left after "
+            "this time."
+        ),
+    ),
+    cfg.StrOpt(
+        "shutdown-trainings",
+        default="interrupt",
+        choices=list(SHUTDOWN_TRAININGS),
+        help=(
+            "What a stopping server does with its running trainings: "
+            "'interrupt' stops them and records them as 'interrupted'; 'finish' "
+            "waits, without a time limit, for them to end (queued ones are "
+            "interrupted). A second SIGTERM or SIGINT stops at once either way."
+        ),
+    ),
+]
+
+
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     """Options for ``oslo-config-generator`` and the documentation."""
-    return [("DEFAULT", [*server_opts, *common_opts, *api_opts, *security_opts])]
+    return [
+        (
+            "DEFAULT",
+            [
+                *server_opts,
+                *common_opts,
+                *api_opts,
+                *security_opts,
+                *limit_opts,
+                *shutdown_opts,
+            ],
+        )
+    ]
 
 
 def register_opts(conf: cfg.ConfigOpts, *, server: bool = True) -> None:
     """Register the options on ``conf`` (a fresh ``ConfigOpts``, never a global)."""
     opts = [*common_opts, *api_opts]
     if server:
-        opts = [*server_opts, *opts, *security_opts]
+        opts = [*server_opts, *opts, *security_opts, *limit_opts, *shutdown_opts]
     conf.register_cli_opts(opts)
 
 
@@ -403,6 +510,14 @@ def to_config(conf: cfg.ConfigOpts, environ: Mapping[str, str]) -> Config:
         train_endpoint=conf.train_endpoint,
         predict_endpoint=conf.predict_endpoint,
         client_max_size=conf.client_max_size,
+        max_file_size=conf.max_file_size,
+        max_form_fields=conf.max_form_fields,
+        max_header_size=conf.max_header_size,
+        max_headers=conf.max_headers,
+        header_timeout=conf.header_timeout,
+        body_timeout=conf.body_timeout,
+        shutdown_grace=conf.shutdown_grace,
+        shutdown_trainings=conf.shutdown_trainings,
         max_train_processes=conf.max_train_processes,
         plugins=None if plugins is None else tuple(p for p in plugins if p),
         log_level="DEBUG" if conf.debug else conf.log_level,

@@ -6,10 +6,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 import deepaas
-from deepaas.cmd import opts
+from deepaas.cmd import opts, serving
 from deepaas.cmd.bootstrap import build_app
 from deepaas.config import Config
 from deepaas.exceptions import DeepaasError
@@ -48,21 +46,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         from deepaas.cmd import gunicorn
 
         return gunicorn.serve(config)
+    # Every request's uploads go in here, removed at exit, even a forced one.
+    scratch_dir = serving.make_scratch_dir()
     try:
-        app = build_app(config)
-    except DeepaasError as exc:
-        print(f"deepaas-run: {exc.message}", file=sys.stderr)
-        return 1
-    _print_banner(config)
-    _LOG.info("Starting DEEPaaS version %s", deepaas.__version__)
-    web.run_app(
-        app,
-        host=config.listen_ip,
-        port=config.listen_port,
-        print=None,
-        access_log=logging.getLogger("deepaas.access"),
-    )
-    return 0
+        try:
+            app = build_app(config, upload_dir=scratch_dir)
+        except DeepaasError as exc:
+            print(f"deepaas-run: {exc.message}", file=sys.stderr)
+            return 1
+        _print_banner(config)
+        _LOG.info("Starting DEEPaaS version %s", deepaas.__version__)
+        return serving.serve(
+            app,
+            config,
+            scratch_dir=scratch_dir,
+            access_log=logging.getLogger("deepaas.access"),
+        )
+    finally:
+        serving.remove_scratch_dir(scratch_dir)
 
 
 def _print_banner(config: Config) -> None:

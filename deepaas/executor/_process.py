@@ -52,6 +52,9 @@ def _child_main(
 ) -> None:
     # Default SIGTERM handling: a cancel must stop the child even inside C code.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Ctrl-C reaches the whole process group; the parent decides whether this
+    # call is stopped (or, for a training, let finish) when it stops itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The parent's pid comes from the parent: it may die before we get here.
     watch_parent(parent)
     try:

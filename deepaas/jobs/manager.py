@@ -352,14 +352,23 @@ class JobManager:
             )
         return jobs
 
-    async def aclose(self) -> None:
-        """Cancel every unfinished training and stop the training workers."""
+    async def aclose(self, *, finish: bool = False) -> None:
+        """Stop every unfinished training and the training workers.
+
+        Stopped trainings are recorded as ``interrupted``.
+
+        Args:
+            finish: Let running trainings finish first, however long they take;
+                queued ones are interrupted all the same.
+        """
         self._closing = True
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
+        if finish:
+            await self._finish_running()
         tasks = [t for t in self._tasks.values() if not t.done()]
         for task in tasks:
             task.cancel()
@@ -370,6 +379,21 @@ class JobManager:
         await asyncio.gather(*(p.aclose() for p in pools))
         if self._own_log_dir:
             shutil.rmtree(self.log_dir, ignore_errors=True)
+
+    async def _finish_running(self) -> None:
+        running = {
+            job.uuid
+            for job in self.store.unfinished()
+            if job.status is JobStatus.RUNNING and job.uuid in self._tasks
+        }
+        # Queued ones first, so that none takes the slot a finishing one frees.
+        for uuid, task in list(self._tasks.items()):
+            if uuid not in running:
+                task.cancel()
+        waiting = [t for u, t in self._tasks.items() if u in running and not t.done()]
+        if waiting:
+            _LOG.info("Waiting for %d running training(s) to finish", len(waiting))
+            await asyncio.gather(*waiting, return_exceptions=True)
 
 
 def _interrupted(job: Job) -> str:

@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from deepaas.api import _lookup, args, media
-from deepaas.api.keys import ARGSPECS, CONFIG, PREDICTORS
+from deepaas.api.keys import ARGSPECS, PREDICTORS
 from deepaas.api.security.access import Scope, requires
 from deepaas.model.v2.wrapper import ACCEPT
 
@@ -22,8 +22,7 @@ async def predict(request: web.Request) -> web.StreamResponse:
     """Validate the arguments, run the prediction and answer in the chosen type."""
     model = _lookup.model(request)
     spec = request.config_dict[ARGSPECS][model.name].predict
-    max_size = request.config_dict[CONFIG].client_max_size
-    arguments = await args.parse(request, spec, max_size=max_size)
+    arguments = await args.parse(request, spec)
     try:
         kwargs = arguments.values
         media_type = (

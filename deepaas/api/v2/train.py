@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from deepaas.api import _lookup, args
-from deepaas.api.keys import ARGSPECS, CONFIG, JOBS
+from deepaas.api.keys import ARGSPECS, JOBS
 from deepaas.api.security.access import Scope, requires
 from deepaas.exceptions import JobNotFound
 from deepaas.jobs import Job, JobStatus
@@ -60,9 +60,7 @@ async def start(request: web.Request) -> web.Response:
     """Start a training and answer its record at once."""
     model = _lookup.model(request)
     spec = request.config_dict[ARGSPECS][model.name].train
-    arguments = await args.parse(
-        request, spec, max_size=request.config_dict[CONFIG].client_max_size
-    )
+    arguments = await args.parse(request, spec)
     try:
         job = await request.config_dict[JOBS].start(
             model,
