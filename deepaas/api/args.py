@@ -20,9 +20,10 @@ import marshmallow
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 from marshmallow import fields as mfields
-from multidict import MultiDict
+from multidict import MultiDict, MultiDictProxy
 from webargs.multidictproxy import MultiDictProxy as SchemaMultiDict
 
+from deepaas.api._json_body import load_arguments
 from deepaas.api.errors import RequestTooLarge
 from deepaas.api.media import negotiate
 from deepaas.exceptions import ArgumentError, MalformedRequest, UnsupportedMediaType
@@ -188,7 +189,7 @@ async def parse(
                 tmpdir = await asyncio.to_thread(tempfile.mkdtemp, prefix="deepaas-")
                 await _read_multipart(request, spec, data, tmpdir, max_size)
             elif ctype == "application/x-www-form-urlencoded":
-                data.extend(await request.post())
+                data.extend(await _read_form(request))
             elif ctype == "application/json" or ctype.endswith("+json"):
                 json_body = await _read_json(request)
             elif ctype != "application/octet-stream" or await request.read():
@@ -207,13 +208,23 @@ async def parse(
 
 
 async def _read_json(request: web.Request) -> dict[str, Any]:
+    return load_arguments(await request.read(), request.charset)
+
+
+async def _read_form(request: web.Request) -> MultiDictProxy[Any]:
+    # aiohttp decodes the whole body with the declared charset before parsing
+    # it: bytes that are not text, or a charset Python does not know, would
+    # otherwise escape as a 500.
     try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError) as err:
-        raise MalformedRequest({"json": [f"Invalid JSON body: {err}"]}) from None
-    if not isinstance(body, dict):
-        raise ArgumentError({"json": ["The JSON body must be an object of arguments"]})
-    return body
+        return await request.post()
+    except UnicodeDecodeError as err:
+        raise MalformedRequest(
+            {"form": [f"Invalid form body: {err.reason} at byte {err.start}"]}
+        ) from None
+    except LookupError:
+        raise UnsupportedMediaType(
+            f"Unknown charset '{request.charset}' in the request's Content-Type"
+        ) from None
 
 
 async def _read_multipart(
@@ -255,8 +266,8 @@ async def _read_parts(
             upload = UploadedFile(
                 name=name,
                 filename=path,
-                content_type=part.headers.get("Content-Type"),
-                original_filename=part.filename,
+                content_type=_valid_text(part.headers.get("Content-Type")),
+                original_filename=_valid_text(part.filename),
             )
             data.add(name, upload)
             continue
@@ -288,6 +299,21 @@ async def _save_part(part: BodyPartReader, path: str, total: int, max_size: int)
         # Closed synchronously: this may run while the task is cancelled.
         handle.close()
     return total
+
+
+def _valid_text(value: str | None) -> str | None:
+    """``value`` with bytes that were not UTF-8 replaced by U+FFFD.
+
+    aiohttp keeps undecodable header bytes as lone surrogates, which raise
+    ``UnicodeEncodeError`` wherever a model prints, logs or stores the name;
+    any other lone surrogate (an RFC 5987 name in an odd codec) becomes "?".
+    """
+    if value is None:
+        return None
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _check_size(total: int, max_size: int) -> None:
