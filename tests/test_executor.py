@@ -1,4 +1,5 @@
 import asyncio
+import multiprocessing
 import os
 import pickle
 import signal
@@ -81,6 +82,22 @@ async def test_cancel_kills_the_process():
     with pytest.raises(asyncio.CancelledError):
         await task
     assert time.monotonic() - started < 5
+
+
+async def test_cancel_while_the_process_starts_leaves_no_process():
+    name = "deepaas-test-cancelled-at-start"
+    task = asyncio.create_task(run_in_process(time.sleep, 60, name=name))
+    await asyncio.sleep(0)  # the start is under way, in a thread
+    # Cancelled twice, as by two clients at once: neither may leave it running.
+    task.cancel()
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Had the start gone on unchecked, the child would show up meanwhile.
+    for _ in range(15):
+        assert [p for p in multiprocessing.active_children() if p.name == name] == []
+        await asyncio.sleep(0.1)
 
 
 async def test_thread_executor_overlaps_calls():

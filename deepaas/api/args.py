@@ -28,6 +28,7 @@ from marshmallow import fields as mfields
 from multidict import MultiDict
 from webargs.multidictproxy import MultiDictProxy as SchemaMultiDict
 
+from deepaas.api._json_body import load_arguments
 from deepaas.api.errors import RequestTimedOut, RequestTooLarge
 from deepaas.api.keys import BODY
 from deepaas.api.media import negotiate
@@ -318,13 +319,7 @@ def _read_form(
 
 
 def _read_json(request: web.Request, body: bytes) -> dict[str, Any]:
-    try:
-        parsed = json.loads(body.decode(request.charset or "utf-8"))
-    except (ValueError, UnicodeDecodeError, LookupError) as err:
-        raise MalformedRequest({"json": [f"Invalid JSON body: {err}"]}) from None
-    if not isinstance(parsed, dict):
-        raise ArgumentError({"json": ["The JSON body must be an object of arguments"]})
-    return parsed
+    return load_arguments(body, request.charset)
 
 
 async def _read_multipart(
@@ -371,8 +366,8 @@ async def _read_parts(
             upload = UploadedFile(
                 name=name,
                 filename=path,
-                content_type=part.headers.get("Content-Type"),
-                original_filename=part.filename,
+                content_type=_valid_text(part.headers.get("Content-Type")),
+                original_filename=_valid_text(part.filename),
             )
             data.add(name, upload)
             continue
@@ -429,6 +424,21 @@ def _too_many_fields(max_fields: int) -> RequestTooLarge:
     return RequestTooLarge(
         f"The request has more than {max_fields} query parameters and form fields"
     )
+
+
+def _valid_text(value: str | None) -> str | None:
+    """``value`` with bytes that were not UTF-8 replaced by U+FFFD.
+
+    aiohttp keeps undecodable header bytes as lone surrogates, which raise
+    ``UnicodeEncodeError`` wherever a model prints, logs or stores the name;
+    any other lone surrogate (an RFC 5987 name in an odd codec) becomes "?".
+    """
+    if value is None:
+        return None
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _check_size(total: int, max_size: int) -> None:

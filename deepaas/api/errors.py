@@ -155,8 +155,19 @@ async def error_middleware(
         if error.status < 400:
             raise
         return _from_http(error)
-    except Exception:
+    except Exception as error:
+        if isinstance(error, ConnectionResetError) and _client_gone(request):
+            # The client hung up before its request was complete (a truncated
+            # body): a client's doing, not worth an error and a traceback in
+            # the log, and the answer will not reach anyone.
+            _LOG.info("Client disconnected during %s %s", request.method, request.path)
+            return json_error(400, "The client disconnected before the request ended")
         _LOG.exception("Unexpected error answering %s %s", request.method, request.path)
         return json_error(
             500, "Internal server error; the details are in the server log"
         )
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()

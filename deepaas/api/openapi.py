@@ -114,6 +114,22 @@ def build_swagger(
     return _Builder("2.0", config, models, title, version, description).build()
 
 
+# OpenAPI 3.1 cannot describe a stream as a whole; validators read the schema of
+# an event stream as that of each event (what 3.2 calls ``itemSchema``).
+_LOG_EVENT: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "One event: a line the training printed (a 'message' event), then an "
+        "'end' event whose data is the final status"
+    ),
+    "properties": {
+        "event": {"type": "string", "enum": ["message", "end"]},
+        "data": {"type": "string"},
+    },
+    "required": ["data"],
+}
+
+
 class _Builder:
     """Everything one document needs while it is built (one per document)."""
 
@@ -481,7 +497,7 @@ class _Builder:
         text = {"type": "string"}
         ok = self.response("What the training printed", text, "text/plain")
         if self.v3:
-            ok["content"]["text/event-stream"] = {"schema": text}
+            ok["content"]["text/event-stream"] = {"schema": _LOG_EVENT}
         op = self.operation(
             "models",
             "Get the output of a training; follow it as Server-Sent Events",

@@ -116,7 +116,19 @@ async def run_in_process(
         daemon=True,
     )
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, process.start)
+    starting = loop.run_in_executor(None, process.start)
+    try:
+        await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        # Cancelled while the child starts (a training deleted right after it
+        # was posted): the thread goes on starting it, so stop it once started.
+        # A task of its own, so that a second cancel cannot interrupt that:
+        # the child would run on, unwatched and outside any process limit.
+        stopping = asyncio.ensure_future(
+            _stop_once_started(starting, process, reader, writer)
+        )
+        await asyncio.shield(stopping)
+        raise
     # Only the child holds the write end now: its death makes the pipe readable.
     writer.close()
     ready: asyncio.Future[None] = loop.create_future()
@@ -158,6 +170,18 @@ def _stop(process: multiprocessing.process.BaseProcess) -> None:
         process.join()
     with contextlib.suppress(ValueError):
         process.close()
+
+
+async def _stop_once_started(
+    starting: asyncio.Future[None],
+    process: multiprocessing.process.BaseProcess,
+    *pipe_ends: multiprocessing.connection.Connection,
+) -> None:
+    with contextlib.suppress(Exception):
+        await starting  # a start that failed left nothing to stop
+    for end in pipe_ends:
+        end.close()
+    await asyncio.get_running_loop().run_in_executor(None, _stop, process)
 
 
 def _exit_reason(code: int | None) -> str:
