@@ -56,11 +56,11 @@ SERVER_ENV = {
     "MKL_NUM_THREADS": "1",
     "PYTHONUNBUFFERED": "1",
 }
-WORKLOADS = ("echo", "mlp", "mlp-batch", "upload")
+WORKLOADS = ("echo", "echo-process", "mlp", "mlp-batch", "upload")
 SYSTEMS = ("raw", "ours", "2.6.0")
 # Variants: the requests and model of their base workload, served by "ours" only
 # with other options (variant_argv); compared with the base's raw and 2.6.0.
-VARIANTS = {"mlp-batch": "mlp"}
+VARIANTS = {"echo-process": "echo", "mlp-batch": "mlp"}
 UPLOAD_SIZE = 128 * 1024
 BOUNDARY = "deepaasbenchboundary7d3f"
 
@@ -436,6 +436,8 @@ def base(workload):
 
 def variant_argv(workload, args):
     """Extra deepaas-run options of a workload variant."""
+    if workload == "echo-process":
+        return ["--executor", "process"]
     if workload == "mlp-batch":
         return [
             "--max-batch-size",
