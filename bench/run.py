@@ -639,8 +639,57 @@ def probe_many_trainings(system, args, root, count=50):
     return out
 
 
+def send_and_abandon(port, path, after):
+    """Send a POST to ``path`` and close the connection ``after`` seconds later."""
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        head = f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 0\r\n"
+        sock.sendall(head.encode() + b"\r\n")
+        time.sleep(after)
+
+
+def probe_abandoned_calls(system, args, root, count=5):
+    """Calls whose clients hang up while they wait behind a 2 s call."""
+    workdir = tempfile.mkdtemp(prefix="abandoned-", dir=root)
+    srv = Server("abandoned/" + system, server_argv(system, "sleeper", args), workdir)
+    out = {"probe": "client gives up while queued", "system": system}
+    marker = os.path.join(workdir, "computed.txt")
+    try:
+        srv.start()
+        q = urllib.parse.quote(marker, safe="")
+        busy = threading.Thread(
+            target=http_call,
+            args=(srv.port, "POST", "/v2/models/sleeper/predict/?seconds=2"),
+        )
+        busy.start()
+        time.sleep(0.3)
+        with ThreadPoolExecutor(count) as pool:
+            list(
+                pool.map(
+                    lambda i: send_and_abandon(
+                        srv.port,
+                        f"/v2/models/sleeper/predict/?text=gone{i}&marker={q}",
+                        0.3,
+                    ),
+                    range(count),
+                )
+            )
+        busy.join(30)
+        time.sleep(1.0)
+        computed = (read_text(marker) or "").split()
+        out["sent"], out["computed"] = count, len(computed)
+        status, _ = http_call(srv.port, "POST", "/v2/models/sleeper/predict/?text=ok")
+        out["after"] = status
+    except Exception as exc:
+        out["error"] = repr(exc)
+    finally:
+        srv.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return out
+
+
 PROBES = (
     ("upload-200mb", probe_big_upload, SYSTEMS),
+    ("abandoned", probe_abandoned_calls, ("ours", "2.6.0")),
     ("train-predict", probe_train_predict, ("ours", "2.6.0")),
     ("train-50", probe_many_trainings, ("ours", "2.6.0")),
 )
@@ -793,6 +842,11 @@ def probe_rows(probes):
             detail = (
                 f"HTTP {p['status']}, {answer}, {p['seconds']:.1f} s, "
                 f"RSS +{p['rss_growth_mib']:.0f} MiB, {p['tmp_files']} tmp files left"
+            )
+        elif p["probe"] == "client gives up while queued":
+            detail = (
+                f"{p['computed']} of {p['sent']} abandoned calls computed; "
+                f"next call HTTP {p['after']}"
             )
         elif p["probe"] == "predict during training":
             detail = (
