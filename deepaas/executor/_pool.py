@@ -22,6 +22,7 @@ from deepaas.executor._process import (
     _stop,
     watch_parent,
 )
+from deepaas.telemetry import NO_TELEMETRY, Telemetry
 
 __all__ = ["ProcessPool"]
 
@@ -135,6 +136,7 @@ class ProcessPool:
         envs: Extra environment of each worker, by slot, cycled (e.g. one
             ``CUDA_VISIBLE_DEVICES`` per GPU); set in the worker only.
         name: Prefix of the workers' process names.
+        telemetry: Told of every worker replaced, with the pool's ``name``.
     """
 
     def __init__(
@@ -145,6 +147,7 @@ class ProcessPool:
         *,
         envs: Sequence[Mapping[str, str]] = (),
         name: str = "deepaas-pool",
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         if size < 1:
             raise ValueError(f"size must be at least 1, got {size}")
@@ -153,6 +156,7 @@ class ProcessPool:
         self._initializer = initializer
         self._initargs = initargs
         self._envs = [dict(e) for e in envs]
+        self._telemetry = telemetry
         self._idle: asyncio.Queue[_Worker] | None = None
         self._workers: dict[int, _Worker] = {}
         self._starting: asyncio.Task[None] | None = None
@@ -163,6 +167,14 @@ class ProcessPool:
     def pids(self) -> list[int | None]:
         """Process ids of the live workers, by slot."""
         return [self._workers[s].pid for s in sorted(self._workers)]
+
+    def dead_workers(self) -> list[str]:
+        """Names of the workers whose process has ended and is not yet replaced."""
+        return [
+            self._workers[s].process.name
+            for s in sorted(self._workers)
+            if not self._workers[s].process.is_alive()
+        ]
 
     async def start(self) -> None:
         """Start every worker and wait until each has run its initializer.
@@ -236,6 +248,7 @@ class ProcessPool:
             self._idle.put_nowait(worker)
             raise asyncio.CancelledError("the caller went away before the call started")
         healthy = False
+        reason = "crashed"
         try:
             worker.conn.send((args, {}))
             status, value = await worker.receive()
@@ -245,20 +258,26 @@ class ProcessPool:
                 f"worker process {worker.process.name} (pid {worker.pid}) died "
                 f"({_exit_reason(worker.process.exitcode)})"
             ) from None
+        except asyncio.CancelledError:
+            reason = "cancelled"
+            raise
         finally:
             if healthy:
                 self._idle.put_nowait(worker)
             else:
-                self._replace(worker)
+                self._replace(worker, reason)
         if status == "error":
             raise value
         return value
 
-    def _replace(self, worker: _Worker) -> None:
+    def _replace(self, worker: _Worker, reason: str) -> None:
         if self._closed:
             worker.stop()
             return
-        _LOG.warning("Replacing worker %s (pid %s)", worker.process.name, worker.pid)
+        _LOG.warning(
+            "Replacing worker %s (pid %s, %s)", worker.process.name, worker.pid, reason
+        )
+        self._telemetry.worker_restart(self.name, reason)
         task = asyncio.ensure_future(self._respawn(worker))
         self._respawns.add(task)
         task.add_done_callback(self._respawns.discard)

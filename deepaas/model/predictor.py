@@ -13,6 +13,7 @@ from deepaas.exceptions import CallTimedOut, ConfigurationError, Overloaded
 from deepaas.executor import ProcessPool, ThreadExecutor
 from deepaas.model import loading
 from deepaas.model.v2.wrapper import ModelWrapper
+from deepaas.telemetry import NO_TELEMETRY, Telemetry
 
 __all__ = ["Predictor"]
 
@@ -41,6 +42,7 @@ class Predictor:
             ``CUDA_VISIBLE_DEVICES``.
         warm: Whether worker processes call the model's ``warm()`` when they
             start.
+        telemetry: Told of queue waits, batches and worker restarts.
 
     Raises:
         ConfigurationError: Unknown executor, or a model that cannot be
@@ -57,6 +59,7 @@ class Predictor:
         timeout: float = 0.0,
         gpus: Sequence[str] = (),
         warm: bool = True,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         if executor not in EXECUTORS:
             raise ConfigurationError(
@@ -67,6 +70,7 @@ class Predictor:
         self.executor = executor
         self.max_queue = max_queue
         self.timeout = timeout
+        self.telemetry = telemetry
         self._in_flight = 0
         self._threads: ThreadExecutor | None = None
         self._pool: ProcessPool | None = None
@@ -83,6 +87,7 @@ class Predictor:
                 (model.name, model.target, warm),
                 envs=[{"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus],
                 name=f"predict-{model.name}",
+                telemetry=telemetry,
             )
         else:
             self._threads = ThreadExecutor(workers, name=f"predict-{model.name}")
@@ -91,6 +96,16 @@ class Predictor:
     def pool(self) -> ProcessPool | None:
         """The worker processes, with the ``"process"`` executor."""
         return self._pool
+
+    @property
+    def in_flight(self) -> int:
+        """Calls accepted and not yet answered: running or waiting."""
+        return self._in_flight
+
+    @property
+    def queued(self) -> int:
+        """Calls accepted that wait for a free worker."""
+        return max(0, self._in_flight - self.workers)
 
     async def predict(self, **kwargs: Any) -> Any:
         """Return the model's prediction for validated ``kwargs``; see :meth:`run`."""
