@@ -31,6 +31,7 @@ _TAGS = (
     {"name": "versions", "description": "API versions"},
     {"name": "models", "description": "Models: metadata, predictions, trainings"},
     {"name": "debug", "description": "Server output, for model authors"},
+    {"name": "operations", "description": "Probes and metrics, for operators"},
 )
 _FAILURES = {
     "400": "Malformed request body",
@@ -252,11 +253,56 @@ class _Builder:
             if not self.v3:
                 op["produces"] = ["text/plain"]
             self.spec.path(path=f"{bp}/v2/debug/", operations={"get": op})
+        self.operation_paths(bp)
         document = self.spec.to_dict()
         section = document.get("components", {}) if self.v3 else document
         for schema in section.get("schemas" if self.v3 else "definitions", {}).values():
             sf.clean_schema(schema)
         return document
+
+    def operation_paths(self, bp: str) -> None:
+        """``/healthz``, ``/readyz`` and, when served, ``/metrics``."""
+        status = {
+            "type": "object",
+            "properties": {"status": {"type": "string"}},
+            "required": ["status"],
+        }
+        not_ready = {
+            "type": "object",
+            "properties": {
+                "message": {"type": "string"},
+                "reasons": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["message", "reasons"],
+        }
+        alive = self.operation(
+            "operations",
+            "Liveness: the server answers",
+            "get_healthz",
+            {"200": self.response("The server is alive", status)},
+        )
+        ready = self.operation(
+            "operations",
+            "Readiness: every model is loaded, warmed and has its workers",
+            "get_readyz",
+            {
+                "200": self.response("Ready to serve", status),
+                "503": self.response("Not ready, and why", not_ready),
+            },
+        )
+        self.spec.path(path=f"{bp}/healthz", operations={"get": alive})
+        self.spec.path(path=f"{bp}/readyz", operations={"get": ready})
+        if self.config.metrics_endpoint:
+            text = "text/plain"
+            op = self.operation(
+                "operations",
+                "Prometheus metrics",
+                "get_metrics",
+                {"200": self.response("Metrics", {"type": "string"}, text)},
+            )
+            if not self.v3:
+                op["produces"] = [text]
+            self.spec.path(path=f"{bp}/metrics", operations={"get": op})
 
     def model_paths(
         self, base: str, model: ModelWrapper, responses: Mapping[str, str]

@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DeepaasError as exc:
         print(f"deepaas-run: {exc.message}", file=sys.stderr)
         return 2
-    setup_logging(config.log_level, config.log_file)
+    setup_logging(config.log_level, config.log_file, config.log_format)
     if config.http_workers > 1:
         _print_banner(config)
         _LOG.info(
@@ -60,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=config.listen_ip,
         port=config.listen_port,
         print=None,
-        access_log=logging.getLogger("deepaas.access"),
+        # The application logs its own access lines (deepaas.api.observe).
+        access_log=None,
     )
     return 0
 
