@@ -75,7 +75,9 @@ class Metrics:
         store: The job store the training counts are read from at each scrape.
         multiprocess_dir: The directory of prometheus-client's multiprocess
             mode shared by the HTTP workers of one server; ``None`` with a
-            single process.
+            single process. prometheus-client writes values where the
+            ``PROMETHEUS_MULTIPROC_DIR`` environment variable says: it must
+            name the same directory.
     """
 
     def __init__(

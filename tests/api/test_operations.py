@@ -18,7 +18,7 @@ from marshmallow import fields
 from prometheus_client.parser import text_string_to_metric_families
 
 from deepaas.api import create_app, health
-from deepaas.api.keys import HEALTH, METRICS, PREDICTORS
+from deepaas.api.keys import HEALTH, JOBS, METRICS, PREDICTORS
 from deepaas.api.observe import REQUEST_ID_HEADER, acceptable_id
 from deepaas.config import Config
 from deepaas.log import JsonFormatter, PlainFormatter
@@ -446,3 +446,54 @@ async def test_lines_about_a_training_carry_its_job_id(client, lines):
 async def test_health_counts_ready_after_start(app, client):
     assert app[HEALTH].starting is False
     assert app[HEALTH].stopping is False
+
+
+async def test_a_failing_job_store_leaves_the_other_metrics(app, client, caplog):
+    def broken():
+        raise OSError("disk gone")
+
+    store = app[JOBS].store
+    original = store.count_by_status
+    store.count_by_status = broken
+    try:
+        samples = await _scrape(client)
+    finally:
+        store.count_by_status = original
+    assert not [key for key in samples if key[0] == "deepaas_trainings"]
+    assert [key for key in samples if key[0] == "deepaas_http_requests_in_flight"]
+    assert "Counting trainings for /metrics failed" in caplog.text
+
+
+async def test_multiprocess_mode_in_one_process(tmp_path, monkeypatch):
+    # What each of several HTTP workers does, here with a single one: values in
+    # files of the shared directory, read back by the multiprocess collector.
+    from prometheus_client import values
+
+    from deepaas.api import metrics as metrics_module
+    from deepaas.jobs import MemoryJobStore
+
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(metrics_module, "SAMPLE_INTERVAL_S", 0.05)
+    metrics = metrics_module.Metrics(
+        ["m"], MemoryJobStore(), multiprocess_dir=str(tmp_path)
+    )
+    metrics.requests.labels("/r", "GET", "m", "200").inc(3)
+    metrics.worker_restart("predict-m", "crashed")
+    async with metrics_module.sampling(metrics, lambda: 2, {}):
+        await asyncio.sleep(0.2)
+    assert (tmp_path / f"counter_{os.getpid()}.db").exists()
+    assert (tmp_path / f"gauge_livesum_{os.getpid()}.db").exists()
+    body, content_type = metrics.render(None)
+    assert content_type.startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+    labels = (("method", "GET"), ("model", "m"), ("route", "/r"), ("status", "200"))
+    assert samples["deepaas_http_requests_total", labels] == 3
+    assert samples["deepaas_http_requests_in_flight", ()] == 2
+    assert samples["deepaas_trainings", (("model", "m"), ("status", "done"))] == 0
+    restarts = (("pool", "predict-m"), ("reason", "crashed"))
+    assert samples["deepaas_worker_restarts_total", restarts] == 1
