@@ -17,6 +17,7 @@ __all__ = [
     "AUTH_MODES",
     "EXECUTORS",
     "JOB_STORES",
+    "LOG_FORMATS",
     "SHUTDOWN_TRAININGS",
     "Config",
     "is_loopback",
@@ -25,6 +26,7 @@ __all__ = [
 JOB_STORES = ("sqlite", "memory")
 EXECUTORS = ("auto", "thread", "async", "process")
 AUTH_MODES = ("auto", "none")
+LOG_FORMATS = ("plain", "json")
 SHUTDOWN_TRAININGS = ("interrupt", "finish")
 # 1 GiB: uploads are streamed to disk, so this bounds disk use per request, not
 # memory; large enough for the images, audio and archives models take.
@@ -116,6 +118,13 @@ class Config:
         plugins: Server plugins to load, by name; ``None`` loads every installed one.
         log_level: Logging level name.
         log_file: Log to this file instead of standard error.
+        log_format: ``"plain"`` (text lines) or ``"json"`` (one JSON object a
+            line), for every log line, access lines included.
+        access_log: Log one line per HTTP request.
+        access_log_probes: Log requests to ``/healthz``, ``/readyz`` and
+            ``/metrics`` too.
+        metrics_endpoint: Record Prometheus metrics and serve them at
+            ``/metrics``.
         state_dir: Directory for what outlives the server: the job database and
             training logs. ``None`` keeps nothing on disk (jobs in memory);
             ``deepaas-run`` always sets it.
@@ -167,6 +176,10 @@ class Config:
     plugins: tuple[str, ...] | None = None
     log_level: str = "INFO"
     log_file: str | None = None
+    log_format: str = "plain"
+    access_log: bool = True
+    access_log_probes: bool = False
+    metrics_endpoint: bool = True
     state_dir: str | None = None
     job_store: str = "sqlite"
 
@@ -247,6 +260,11 @@ class Config:
             raise ConfigurationError(
                 f"job_store must be one of {', '.join(JOB_STORES)}, "
                 f"got {self.job_store!r}"
+            )
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigurationError(
+                f"log_format must be one of {', '.join(LOG_FORMATS)}, "
+                f"got {self.log_format!r}"
             )
         object.__setattr__(self, "model_names", _unique(self.model_names))
         self._check_security()

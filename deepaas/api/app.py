@@ -13,13 +13,28 @@ import deepaas
 from deepaas.api import docs, security, versions
 from deepaas.api.args import BodyOptions, ModelArgs
 from deepaas.api.errors import error_middleware
-from deepaas.api.keys import ARGSPECS, BODY, CONFIG, JOBS, MODELS, PREDICTORS
+from deepaas.api.health import Health
+from deepaas.api.keys import (
+    ARGSPECS,
+    BODY,
+    CONFIG,
+    HEALTH,
+    JOBS,
+    METRICS,
+    MODELS,
+    OBSERVER,
+    PREDICTORS,
+)
+from deepaas.api.metrics import Metrics
+from deepaas.api.observe import Observer
+from deepaas.api.operations import setup_operations
 from deepaas.api.plugins import Plugin
 from deepaas.api.v2 import create_v2_app
 from deepaas.config import Config
 from deepaas.jobs import JobManager, JobStore, MemoryJobStore, SQLiteJobStore
 from deepaas.model.predictor import Predictor
 from deepaas.model.v2.wrapper import ModelWrapper
+from deepaas.telemetry import NO_TELEMETRY
 
 __all__ = ["create_app"]
 
@@ -41,6 +56,7 @@ def create_app(
     job_store: JobStore | None = None,
     server_pid: int | None = None,
     upload_dir: str | None = None,
+    metrics_dir: str | None = None,
 ) -> web.Application:
     """Build the deepaas application serving ``models``.
 
@@ -53,13 +69,31 @@ def create_app(
             HTTP workers); by default this process.
         upload_dir: Directory in which each request's uploads get a directory
             of their own; by default the system's temporary directory.
+        metrics_dir: The directory of prometheus-client's multiprocess mode
+            that the HTTP workers of one server share; ``None`` for one process.
     """
+    store = job_store or _job_store(config)
+    metrics = (
+        Metrics(list(models), store, multiprocess_dir=metrics_dir)
+        if config.metrics_endpoint
+        else None
+    )
+    observer = Observer(config, models, metrics)
     app = web.Application(
-        middlewares=[error_middleware, web.normalize_path_middleware()],
+        # The observer first: it sees the final answer of every request.
+        middlewares=[
+            observer.middleware,
+            error_middleware,
+            web.normalize_path_middleware(),
+        ],
         # aiohttp reads 0 as "nothing allowed"; ours (as 2.x) means "no limit".
         client_max_size=config.client_max_size or sys.maxsize,
     )
     app[CONFIG] = config
+    app[OBSERVER] = observer
+    app[HEALTH] = Health()
+    if metrics is not None:
+        app[METRICS] = metrics
     app[MODELS] = dict(models)
     app[ARGSPECS] = {name: ModelArgs(model) for name, model in models.items()}
     app[BODY] = BodyOptions.from_config(config, upload_dir=upload_dir)
@@ -75,11 +109,12 @@ def create_app(
             inline_threshold=config.inline_threshold_us / 1e6,
             max_batch_size=config.max_batch_size,
             max_batch_delay=config.max_batch_delay_ms / 1000,
+            telemetry=metrics or NO_TELEMETRY,
         )
         for name, model in models.items()
     }
     app[JOBS] = JobManager(
-        job_store or _job_store(config),
+        store,
         max_running=config.max_train_processes,
         warm=config.warm,
         log_dir=None if config.state_dir is None else _log_dir(config.state_dir),
@@ -98,6 +133,7 @@ def create_app(
     docs.setup_docs(
         app, title=TITLE, version=deepaas.__version__, description=DESCRIPTION
     )
+    setup_operations(app)
     for name, setup in plugins:
         _LOG.info("Loading plugin %r", name)
         setup(app)
@@ -134,10 +170,12 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
             await predictor.start()
     app[JOBS].interrupt_leftovers()
     app[JOBS].open()
+    app[HEALTH].starting = False
     _LOG.info("Serving models: %s", ", ".join(predictors) or "none")
     try:
         yield
     finally:
+        app[HEALTH].stopping = True
         await app[JOBS].aclose(finish=app[CONFIG].shutdown_trainings == "finish")
         for predictor in predictors.values():
             await predictor.aclose()

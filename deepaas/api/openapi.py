@@ -18,8 +18,9 @@ from apispec.ext.marshmallow.openapi import OpenAPIConverter
 from marshmallow import Schema, fields
 
 from deepaas.api import _spec_fields as sf
-from deepaas.api import schemas, versions
+from deepaas.api import health, schemas, versions
 from deepaas.api.media import is_json
+from deepaas.api.metrics import handle_metrics
 from deepaas.api.security.access import PUBLIC, Scope, access_of
 from deepaas.api.v2 import debug, models, predict, train
 from deepaas.config import Config
@@ -33,6 +34,7 @@ _TAGS = (
     {"name": "versions", "description": "API versions"},
     {"name": "models", "description": "Models: metadata, predictions, trainings"},
     {"name": "debug", "description": "Server output, for model authors"},
+    {"name": "operations", "description": "Probes and metrics, for operators"},
 )
 _FAILURES = {
     "400": "Malformed request body",
@@ -324,11 +326,59 @@ class _Builder:
             if not self.v3:
                 op["produces"] = ["text/plain"]
             self.spec.path(path=f"{bp}/v2/debug/", operations={"get": op})
+        self.operation_paths(bp)
         document = self.spec.to_dict()
         section = document.get("components", {}) if self.v3 else document
         for schema in section.get("schemas" if self.v3 else "definitions", {}).values():
             sf.clean_schema(schema)
         return document
+
+    def operation_paths(self, bp: str) -> None:
+        """``/healthz``, ``/readyz`` and, when served, ``/metrics``."""
+        status = {
+            "type": "object",
+            "properties": {"status": {"type": "string"}},
+            "required": ["status"],
+        }
+        not_ready = {
+            "type": "object",
+            "properties": {
+                "message": {"type": "string"},
+                "reasons": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["message", "reasons"],
+        }
+        alive = self.operation(
+            "operations",
+            "Liveness: the server answers",
+            "get_healthz",
+            {"200": self.response("The server is alive", status)},
+            health.alive,
+        )
+        ready = self.operation(
+            "operations",
+            "Readiness: every model is loaded, warmed and has its workers",
+            "get_readyz",
+            {
+                "200": self.response("Ready to serve", status),
+                "503": self.response("Not ready, and why", not_ready),
+            },
+            health.ready,
+        )
+        self.spec.path(path=f"{bp}/healthz", operations={"get": alive})
+        self.spec.path(path=f"{bp}/readyz", operations={"get": ready})
+        if self.config.metrics_endpoint:
+            text = "text/plain"
+            op = self.operation(
+                "operations",
+                "Prometheus metrics",
+                "get_metrics",
+                {"200": self.response("Metrics", {"type": "string"}, text)},
+                handle_metrics,
+            )
+            if not self.v3:
+                op["produces"] = [text]
+            self.spec.path(path=f"{bp}/metrics", operations={"get": op})
 
     def model_paths(
         self, base: str, model: ModelWrapper, responses: Mapping[str, str]

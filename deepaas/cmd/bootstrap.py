@@ -12,7 +12,11 @@ __all__ = ["build_app"]
 
 
 def build_app(
-    config: Config, *, server_pid: int | None = None, upload_dir: str | None = None
+    config: Config,
+    *,
+    server_pid: int | None = None,
+    upload_dir: str | None = None,
+    metrics_dir: str | None = None,
 ) -> web.Application:
     """Load the configured models and plugins and build the application.
 
@@ -22,6 +26,8 @@ def build_app(
             several HTTP workers build an application each; by default this one.
         upload_dir: Where requests keep their uploads; by default the system's
             temporary directory.
+        metrics_dir: The metrics directory the HTTP workers share (see
+            :func:`deepaas.api.create_app`).
 
     Raises:
         DeepaasError: A model or plugin cannot be loaded.
@@ -29,5 +35,10 @@ def build_app(
     models = load_models(config.model_names)
     plugins = load_plugins(config.plugins)
     return create_app(
-        config, models, plugins=plugins, server_pid=server_pid, upload_dir=upload_dir
+        config,
+        models,
+        plugins=plugins,
+        server_pid=server_pid,
+        metrics_dir=metrics_dir,
+        upload_dir=upload_dir,
     )

@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         head, tail = _split(list(sys.argv[1:] if argv is None else argv))
         conf = _parse_globals(head)
         level = "DEBUG" if conf.debug else conf.log_level
-        with _logging(level, conf.log_file, debug=conf.debug):
+        with _logging(level, conf.log_file, conf.log_format, debug=conf.debug):
             return _run(conf, tail)
     except CliExit as exc:
         return exc.status
@@ -176,13 +176,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 @contextlib.contextmanager
-def _logging(level: str, log_file: str | None, *, debug: bool) -> Iterator[None]:
+def _logging(
+    level: str, log_file: str | None, fmt: str, *, debug: bool
+) -> Iterator[None]:
     """Set up logging for the command, and restore the caller's afterwards."""
     root = logging.getLogger()
     saved, saved_level = list(root.handlers), root.level
     warnings_captured = getattr(logging, "_warnings_showwarning", None) is not None
     try:
-        setup_logging(level, log_file)
+        setup_logging(level, log_file, fmt)
     except OSError as exc:
         sys.stderr.write(f"{PROG}: error: cannot open the log file: {exc}\n")
         raise CliExit(1) from None

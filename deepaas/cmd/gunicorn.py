@@ -11,6 +11,11 @@ Stopping follows :mod:`deepaas.cmd.serving` too: the first SIGTERM or SIGINT to
 the master stops the workers gracefully (gunicorn's graceful timeout leaves them
 the grace period, plus the time to interrupt trainings, or no limit when
 trainings are let finish); a second one kills them and exits at once.
+
+With the metrics endpoint, the master creates an empty directory for the run in
+which every worker keeps its metrics (prometheus-client's multiprocess mode,
+through ``PROMETHEUS_MULTIPROC_DIR``), tells prometheus-client of each worker that
+exits, and removes the directory when it stops.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Any
@@ -27,13 +34,22 @@ from typing import Any
 from aiohttp import web
 from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 from gunicorn.arbiter import Arbiter  # type: ignore[import-untyped]
+from prometheus_client import multiprocess
 
 from deepaas.cmd import serving
 from deepaas.cmd.bootstrap import build_app
 from deepaas.config import Config
 from deepaas.exceptions import DeepaasError
 
-__all__ = ["DeepaasApplication", "bind_address", "graceful_timeout", "serve"]
+__all__ = [
+    "MULTIPROC_ENV",
+    "DeepaasApplication",
+    "bind_address",
+    "graceful_timeout",
+    "serve",
+]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 WORKER_CLASS = "aiohttp.GunicornWebWorker"
 # Exit status of a gunicorn worker that could not boot; the master then stops.
@@ -66,6 +82,9 @@ class DeepaasApplication(BaseApplication):  # type: ignore[misc]
         config: The parsed settings, handed unchanged to every worker.
         server_pid: The master's pid, recorded as the owner of trainings; by
             default the process that creates this object (the future master).
+        upload_dir: Where the workers keep uploads.
+        metrics_dir: The workers' shared metrics directory, already in the
+            environment as ``PROMETHEUS_MULTIPROC_DIR``; ``None`` without metrics.
     """
 
     def __init__(
@@ -74,10 +93,12 @@ class DeepaasApplication(BaseApplication):  # type: ignore[misc]
         *,
         server_pid: int | None = None,
         upload_dir: str | None = None,
+        metrics_dir: str | None = None,
     ) -> None:
         self.config = config
         self.server_pid = os.getpid() if server_pid is None else server_pid
         self.upload_dir = upload_dir
+        self.metrics_dir = metrics_dir
         super().__init__()
 
     def load_config(self) -> None:
@@ -99,8 +120,14 @@ class DeepaasApplication(BaseApplication):  # type: ignore[misc]
             settings["control_socket_disable"] = True
         if config.log_file:
             settings["errorlog"] = config.log_file
+        if self.metrics_dir is not None:
+            settings["child_exit"] = self.child_exit
         for key, value in settings.items():
             self.cfg.set(key, value)
+
+    def child_exit(self, server: Any, worker: Any) -> None:
+        """Drop the gauges of a worker that exited (a gunicorn hook, in the master)."""
+        multiprocess.mark_process_dead(worker.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
 
     def load(self) -> Callable[[], Awaitable[web.AppRunner]]:
         """Build this worker's application (called in each worker, after the fork).
@@ -110,7 +137,10 @@ class DeepaasApplication(BaseApplication):  # type: ignore[misc]
         """
         try:
             app = build_app(
-                self.config, server_pid=self.server_pid, upload_dir=self.upload_dir
+                self.config,
+                server_pid=self.server_pid,
+                upload_dir=self.upload_dir,
+                metrics_dir=self.metrics_dir,
             )
         except DeepaasError as exc:
             print(f"deepaas-run: {exc.message}", file=sys.stderr, flush=True)
@@ -120,8 +150,7 @@ class DeepaasApplication(BaseApplication):  # type: ignore[misc]
         config = self.config
 
         async def runner() -> web.AppRunner:
-            # As the worker class would build it (no access log unless
-            # gunicorn's is configured, which deepaas does not do).
+            # The application logs its own access lines (deepaas.api.observe).
             return serving.make_runner(app, config, access_log=None)
 
         return runner
@@ -136,6 +165,8 @@ class DeepaasApplication(BaseApplication):  # type: ignore[misc]
 
     def _forced_exit(self) -> None:
         serving.remove_scratch_dir(self.upload_dir)
+        if self.metrics_dir is not None:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
 
 class _Arbiter(Arbiter):  # type: ignore[misc]
@@ -179,11 +210,25 @@ def serve(config: Config) -> int:
     """Run gunicorn until it is stopped; return the exit code."""
     # The workers' uploads go in here, removed at exit, even a forced one.
     scratch_dir = serving.make_scratch_dir()
+    master = os.getpid()
+    metrics_dir = None
+    if config.metrics_endpoint:
+        # Fresh for each run: values left by another run would be added in.
+        metrics_dir = tempfile.mkdtemp(prefix="deepaas-metrics-")
+        # Before the workers are forked, so that they inherit it.
+        os.environ[MULTIPROC_ENV] = metrics_dir
     try:
-        DeepaasApplication(config, upload_dir=scratch_dir).run()
+        DeepaasApplication(
+            config, upload_dir=scratch_dir, metrics_dir=metrics_dir
+        ).run()
     except SystemExit as exc:
         # gunicorn halts with 3 (or 4) when workers cannot boot: our exit 1.
         return 0 if exc.code in (None, 0) else 1
     finally:
-        serving.remove_scratch_dir(scratch_dir)
+        # A worker's exit comes through here too: only the master cleans up.
+        if os.getpid() == master:
+            serving.remove_scratch_dir(scratch_dir)
+            if metrics_dir is not None:
+                os.environ.pop(MULTIPROC_ENV, None)
+                shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

@@ -18,6 +18,7 @@ from deepaas.config import (
     DEFAULT_CLIENT_MAX_SIZE,
     EXECUTORS,
     JOB_STORES,
+    LOG_FORMATS,
     SHUTDOWN_TRAININGS,
     Config,
 )
@@ -182,6 +183,15 @@ common_opts = [
         "log-file",
         help="Write logs to this file instead of standard error.",
     ),
+    cfg.StrOpt(
+        "log-format",
+        default="plain",
+        choices=list(LOG_FORMATS),
+        help=(
+            "Format of the log lines, access lines included: 'plain' text, or "
+            "'json' (one JSON object a line, for log collectors)."
+        ),
+    ),
 ]
 
 api_opts = [
@@ -237,6 +247,24 @@ api_opts = [
             "Where training records are kept: 'sqlite' (a database in the state "
             "directory, kept across restarts) or 'memory' (lost at exit)."
         ),
+    ),
+    cfg.BoolOpt(
+        "access-log",
+        default=True,
+        help=(
+            "Log one line per HTTP request, with its request id (the "
+            "X-Request-ID header, or one generated)."
+        ),
+    ),
+    cfg.BoolOpt(
+        "access-log-probes",
+        default=False,
+        help="Log requests to /healthz, /readyz and /metrics too.",
+    ),
+    cfg.BoolOpt(
+        "metrics-endpoint",
+        default=True,
+        help="Record Prometheus metrics and serve them at /metrics.",
     ),
     cfg.ListOpt(
         "plugins",
@@ -522,6 +550,10 @@ def to_config(conf: cfg.ConfigOpts, environ: Mapping[str, str]) -> Config:
         plugins=None if plugins is None else tuple(p for p in plugins if p),
         log_level="DEBUG" if conf.debug else conf.log_level,
         log_file=conf.log_file,
+        log_format=conf.log_format,
+        access_log=conf.access_log,
+        access_log_probes=conf.access_log_probes,
+        metrics_endpoint=conf.metrics_endpoint,
         state_dir=conf.state_dir or default_state_dir(environ),
         job_store=conf.job_store,
     )

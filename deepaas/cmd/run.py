@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DeepaasError as exc:
         print(f"deepaas-run: {exc.message}", file=sys.stderr)
         return 2
-    setup_logging(config.log_level, config.log_file)
+    setup_logging(config.log_level, config.log_file, config.log_format)
     if config.http_workers > 1:
         _print_banner(config)
         _LOG.info(
@@ -60,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             app,
             config,
             scratch_dir=scratch_dir,
-            access_log=logging.getLogger("deepaas.access"),
+            # The application logs its own access lines (deepaas.api.observe).
+            access_log=None,
         )
     finally:
         serving.remove_scratch_dir(scratch_dir)

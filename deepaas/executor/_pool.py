@@ -319,6 +319,14 @@ class ProcessPool:
             self._idle = asyncio.Queue()
         return self._idle
 
+    def dead_workers(self) -> list[str]:
+        """Names of the workers whose process has ended and is not yet replaced."""
+        return [
+            self._workers[s].process.name
+            for s in sorted(self._workers)
+            if self._workers[s].dead or not self._workers[s].process.is_alive()
+        ]
+
     async def start(self) -> None:
         """Start every worker and wait until each has run its initializer.
 

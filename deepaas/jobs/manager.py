@@ -23,6 +23,7 @@ from deepaas.executor import ProcessPool, RemoteError
 from deepaas.jobs import _child
 from deepaas.jobs.owner import make_owner, owner_alive
 from deepaas.jobs.store import Job, JobStatus, JobStore
+from deepaas.log import JOB_ID
 from deepaas.model import progress
 from deepaas.model.v2.wrapper import ModelWrapper
 from deepaas.telemetry import NO_TELEMETRY, Telemetry
@@ -173,6 +174,8 @@ class JobManager:
         acquired: bool,
         cleanup: Cleanup | None,
     ) -> None:
+        # This task's own context: every line logged about the job names it.
+        JOB_ID.set(job.uuid)
         try:
             if not acquired:
                 await self._slots.acquire()
@@ -309,7 +312,11 @@ class JobManager:
             for job_id in wanted:
                 task = self._tasks.get(job_id)
                 if task is not None and not task.done():
-                    _LOG.info("Training %s cancelled by another process", job_id)
+                    _LOG.info(
+                        "Training %s cancelled by another process",
+                        job_id,
+                        extra={"job_id": job_id},
+                    )
                     task.cancel()
 
     def log_path(self, job_id: str) -> str:
@@ -349,6 +356,7 @@ class JobManager:
                 "Training %s of %r was interrupted by a server stop",
                 job.uuid,
                 job.model,
+                extra={"job_id": job.uuid},
             )
         return jobs
 

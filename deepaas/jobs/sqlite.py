@@ -157,6 +157,14 @@ class SQLiteJobStore:
             ).fetchall()
         return [r[0] for r in rows]
 
+    def count_by_status(self) -> dict[tuple[str, str], int]:
+        """How many jobs there are, by ``(model, status value)``."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT model, status, COUNT(*) FROM jobs GROUP BY model, status"
+            ).fetchall()
+        return {(model, status): count for model, status, count in rows}
+
 
 def _iso(value: _dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()

@@ -98,6 +98,9 @@ class JobStore(Protocol):
     def cancel_requests(self) -> builtins.list[str]:
         """The unfinished jobs whose cancellation was asked for."""
 
+    def count_by_status(self) -> dict[tuple[str, str], int]:
+        """How many jobs there are, by ``(model, status value)``."""
+
 
 class MemoryJobStore:
     """Jobs kept in this process only (lost on restart)."""
@@ -150,3 +153,11 @@ class MemoryJobStore:
             for u in self._cancel
             if u in self._jobs and not self._jobs[u].status.finished
         ]
+
+    def count_by_status(self) -> dict[tuple[str, str], int]:
+        """How many jobs there are, by ``(model, status value)``."""
+        counts: dict[tuple[str, str], int] = {}
+        for job in list(self._jobs.values()):
+            key = (job.model, job.status.value)
+            counts[key] = counts.get(key, 0) + 1
+        return counts

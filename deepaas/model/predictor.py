@@ -58,7 +58,7 @@ class Predictor:
             call.
         max_batch_delay: Seconds the first call of a batch may wait for others
             while the model is busy.
-        telemetry: Told how long calls wait for a worker, and batch sizes.
+        telemetry: Told of queue waits, batches and worker restarts.
 
     Raises:
         ConfigurationError: Unknown executor, or a model that cannot be
@@ -114,6 +114,7 @@ class Predictor:
                 (model.name, model.target, warm),
                 envs=[{"CUDA_VISIBLE_DEVICES": gpu} for gpu in gpus],
                 name=f"predict-{model.name}",
+                telemetry=telemetry,
             )
         else:
             self._threads = ThreadExecutor(workers, name=f"predict-{model.name}")
@@ -146,6 +147,16 @@ class Predictor:
     def pool(self) -> ProcessPool | None:
         """The worker processes, with the ``"process"`` executor."""
         return self._pool
+
+    @property
+    def in_flight(self) -> int:
+        """Calls accepted and not yet answered: running or waiting."""
+        return self._in_flight
+
+    @property
+    def queued(self) -> int:
+        """Calls accepted that wait for a free worker."""
+        return max(0, self._in_flight - self._running_max)
 
     async def predict(self, **kwargs: Any) -> Any:
         """Return the model's prediction for validated ``kwargs``; see :meth:`run`."""

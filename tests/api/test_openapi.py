@@ -160,11 +160,13 @@ def test_documents_are_valid(openapi, swagger):
 def test_info(openapi, swagger):
     for doc in (openapi, swagger):
         assert doc["info"] == INFO
-        assert {t["name"] for t in doc["tags"]} == {"versions", "models", "debug"}
+        tags = {t["name"] for t in doc["tags"]}
+        assert tags == {"versions", "models", "debug", "operations"}
 
 
 def test_every_route_is_described(openapi, swagger):
     expected = {"/", "/v2/", "/v2/models/", "/v2/debug/"}
+    expected |= {"/healthz", "/readyz", "/metrics"}
     for model in ("legacy", "modern", "dict.model"):
         base = f"/v2/models/{model}"
         expected |= {f"{base}/", f"{base}/predict/", f"{base}/train/"}
@@ -200,6 +202,7 @@ def test_base_path(models):
         ("predict_endpoint", "/predict/"),
         ("train_endpoint", "/train/"),
         ("debug_endpoint", "/debug/"),
+        ("metrics_endpoint", "/metrics"),
     ],
 )
 def test_disabled_endpoints_are_absent(models, flag, marker):
@@ -424,3 +427,16 @@ def test_debug_tag_only_with_the_debug_endpoint():
 
     assert "debug" not in _tags(Config())
     assert "debug" in _tags(Config(debug_endpoint=True))
+
+
+def test_operations_are_described(openapi, swagger):
+    for doc in (openapi, swagger):
+        ready = doc["paths"]["/readyz"]["get"]
+        assert set(ready["responses"]) == {"200", "503"}
+        assert ready["tags"] == ["operations"]
+        assert set(doc["paths"]["/healthz"]["get"]["responses"]) == {"200"}
+    assert (
+        "text/plain"
+        in openapi["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    )
+    assert swagger["paths"]["/metrics"]["get"]["produces"] == ["text/plain"]

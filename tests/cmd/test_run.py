@@ -150,6 +150,30 @@ def test_serves_predicts_and_stops_cleanly_on_sigint(start):
     server.proc.send_signal(signal.SIGINT)
     assert server.wait() == 0, server.stderr
     assert "Traceback" not in server.stderr
+    # One access line per request, by deepaas (aiohttp's own is off).
+    line = 'deepaas.access: 127.0.0.1 "POST /v2/models/legacy/predict/ HTTP/1.1" 200'
+    assert server.stderr.count(line) == 1, server.stderr
+    assert "aiohttp.access" not in server.stderr
+
+
+def test_json_logs_and_probes(start):
+    server = start("--model-name", "legacy", "--log-format", "json")
+    server.wait_until_serving("/readyz")
+    assert server.request("/healthz")[0] == 200
+    status, body = server.request("/metrics")
+    assert status == 200
+    assert b"deepaas_http_requests_total" in body
+    assert server.request("/v2/models/")[0] == 200
+    server.proc.send_signal(signal.SIGINT)
+    assert server.wait() == 0, server.stderr
+    entries = [json.loads(line) for line in server.stderr.splitlines() if line]
+    access = [e for e in entries if e["logger"] == "deepaas.access"]
+    # The probes and the metrics are not logged.
+    assert [(e["method"], e["path"], e["status"]) for e in access] == [
+        ("GET", "/v2/models/", 200)
+    ]
+    assert access[0]["request_id"]
+    assert any(e["message"].startswith("Serving models") for e in entries)
 
 
 def test_base_path(start):

@@ -2,16 +2,19 @@
 
 import http.client
 import json
+import os
 import signal
 import subprocess
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests._processes import alive
 from tests.cmd.test_run import (
     EXIT_TIMEOUT,
     STARTUP_TIMEOUT,
+    _env,
     _trainings,
     start,  # noqa: F401 (fixture)
 )
@@ -177,3 +180,79 @@ def test_unknown_model_stops_the_server_with_1(start):  # noqa: F811
     server = start("--model-name", "nope", "--http-workers", "2")
     assert server.wait(timeout=STARTUP_TIMEOUT) == 1
     assert "deepaas-run: Model 'nope' not found" in server.stderr
+
+
+def _scrape(port):
+    """The samples of ``/metrics``, from whichever worker answers."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    try:
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        text = resp.read().decode()
+    finally:
+        conn.close()
+    assert resp.status == 200, text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+LISTED = (
+    "deepaas_http_requests_total",
+    (("method", "GET"), ("model", ""), ("route", "/v2/models/"), ("status", "200")),
+)
+
+
+def test_metrics_add_up_every_worker(start, connections, tmp_path):  # noqa: F811
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    server = start(
+        "--model-name",
+        "legacy",
+        "--http-workers",
+        "2",
+        env=_env(tmp_path, TMPDIR=str(temp)),
+    )
+    server.wait_until_serving()
+    _wait_for(lambda: len(_workers(server.proc.pid)) == 2, "not 2 workers", 20)
+    (metrics_dir,) = temp.glob("deepaas-metrics-*")
+    by_worker = _one_per_worker(server.port, connections)
+
+    before = _scrape(server.port)[LISTED]
+    for conn in by_worker.values():
+        for _ in range(3):
+            assert conn.call("GET", "/v2/models/")[0] == 200
+    # Whichever worker answers the scrape, both workers' requests are counted.
+    for _ in range(4):
+        assert _scrape(server.port)[LISTED] == before + 6
+
+    # The training counts are read from the shared store once, not per worker.
+    owner = next(iter(by_worker.values()))
+    status, job = owner.call("POST", TRAIN, {"sleep": 0})
+    assert status == 200, job
+    _wait_for(
+        lambda: owner.call("GET", TRAIN + job["uuid"])[1]["status"] == "done",
+        "the training did not finish",
+        30,
+    )
+    samples = _scrape(server.port)
+    done = ("deepaas_trainings", (("model", "legacy"), ("status", "done")))
+    assert samples[done] == 1
+
+    # A worker that dies: gunicorn replaces it; its gauges go, its counts stay.
+    victim = owner.worker
+    os.kill(victim, signal.SIGKILL)
+    _wait_for(
+        lambda: not (metrics_dir / f"gauge_livesum_{victim}.db").exists(),
+        "the dead worker's gauges are still there",
+        20,
+    )
+    assert (metrics_dir / f"counter_{victim}.db").exists()
+    _wait_for(lambda: len(_workers(server.proc.pid)) == 2, "no new worker", 20)
+    assert _scrape(server.port)[LISTED] >= before + 6
+
+    server.proc.send_signal(signal.SIGINT)
+    assert server.wait(timeout=EXIT_TIMEOUT + 20) == 0, server.stderr
+    assert not metrics_dir.exists()

@@ -56,6 +56,19 @@ def test_unfinished_lists_queued_and_running_of_every_model(store):
     assert [j.uuid for j in store.unfinished()] == ["1" * 32, "2" * 32]
 
 
+def test_count_by_status(store):
+    assert store.count_by_status() == {}
+    store.add(_job("1" * 32, status=JobStatus.RUNNING))
+    store.add(_job("2" * 32, status=JobStatus.DONE))
+    store.add(_job("3" * 32, status=JobStatus.DONE))
+    store.add(_job("4" * 32, model="o", status=JobStatus.DONE))
+    assert store.count_by_status() == {
+        ("m", "running"): 1,
+        ("m", "done"): 2,
+        ("o", "done"): 1,
+    }
+
+
 def test_sqlite_records_outlive_the_store_object(tmp_path):
     path = tmp_path / "jobs.sqlite3"
     SQLiteJobStore(path).add(_job())

@@ -12,6 +12,7 @@ from deepaas.api.keys import ARGSPECS, JOBS
 from deepaas.api.security.access import Scope, requires
 from deepaas.exceptions import JobNotFound
 from deepaas.jobs import Job, JobStatus
+from deepaas.log import JOB_ID
 
 __all__ = ["job_record", "routes"]
 
@@ -50,6 +51,13 @@ def job_record(job: Job, progress: dict[str, Any] | None = None) -> dict[str, An
     return record
 
 
+def _job_id(request: web.Request) -> str:
+    """The job id of the path; lines logged while answering name it."""
+    job_id = request.match_info["uuid"]
+    JOB_ID.set(job_id)
+    return job_id
+
+
 def _record(request: web.Request, job: Job) -> dict[str, Any]:
     return job_record(job, request.config_dict[JOBS].progress(job.uuid))
 
@@ -73,6 +81,7 @@ async def start(request: web.Request) -> web.Response:
             # Shielded: a client that hangs up must not leave its uploads behind.
             await asyncio.shield(asyncio.to_thread(arguments.cleanup))
         raise
+    JOB_ID.set(job.uuid)
     return web.json_response(_record(request, job))
 
 
@@ -90,7 +99,7 @@ async def index(request: web.Request) -> web.Response:
 async def show(request: web.Request) -> web.Response:
     """Show one training."""
     model = _lookup.model(request)
-    job = request.config_dict[JOBS].get(model.name, request.match_info["uuid"])
+    job = request.config_dict[JOBS].get(model.name, _job_id(request))
     return web.json_response(_record(request, job))
 
 
@@ -100,7 +109,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     """What a training printed: as text, or followed as Server-Sent Events."""
     model = _lookup.model(request)
     manager = request.config_dict[JOBS]
-    job_id = request.match_info["uuid"]
+    job_id = _job_id(request)
     manager.get(model.name, job_id)
     path = manager.log_path(job_id)
     follow = request.query.get("follow", "").lower() in ("true", "1", "yes")
@@ -159,5 +168,5 @@ def _event(data: str, *, event: str | None = None) -> bytes:
 async def delete(request: web.Request) -> web.Response:
     """Cancel a training if it still runs, and remove it (as 2.x)."""
     model = _lookup.model(request)
-    job = await request.config_dict[JOBS].delete(model.name, request.match_info["uuid"])
+    job = await request.config_dict[JOBS].delete(model.name, _job_id(request))
     return web.json_response(_record(request, job))
