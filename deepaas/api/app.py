@@ -120,8 +120,10 @@ def create_app(
         log_dir=None if config.state_dir is None else _log_dir(config.state_dir),
         server_pid=server_pid,
         gpus=config.train_gpus,
+        telemetry=metrics or NO_TELEMETRY,
     )
     app.cleanup_ctx.append(_lifetime)
+    app.on_shutdown.append(_stopping)
     if config.http_workers > 1:
         app.on_response_prepare.append(_worker_header)
 
@@ -158,6 +160,11 @@ def _job_store(config: Config) -> JobStore:
     if config.job_store == "memory" or config.state_dir is None:
         return MemoryJobStore()
     return SQLiteJobStore(os.path.join(config.state_dir, "jobs.sqlite3"))
+
+
+async def _stopping(app: web.Application) -> None:
+    # Called as the server starts draining, before requests in progress end.
+    app[HEALTH].stopping = True
 
 
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -119,6 +119,7 @@ async def test_ui_still_redirects_for_2x_probes(client):
 
 
 async def test_dead_process_worker_is_not_ready_until_replaced(aiohttp_client):
+    """A worker that dies while idle is noticed and replaced without a call."""
     app = _pid_app(executor="process")
     client = await aiohttp_client(app)
     assert (await client.get("/readyz")).status == 200
@@ -133,14 +134,14 @@ async def test_dead_process_worker_is_not_ready_until_replaced(aiohttp_client):
     assert body["reasons"] == [
         "model 'pid': worker processes not running: predict-pid-0"
     ]
-    # The next call finds the worker dead, fails, and has it replaced.
-    assert (await client.post("/v2/models/pid/predict/")).status == 500
 
     async def ready():
         return (await client.get("/readyz")).status == 200
 
     await _poll(ready)
     assert not alive(pid)
+    answer = await client.post("/v2/models/pid/predict/")
+    assert answer.status == 200
     samples = await _scrape(client)
     restarts = "deepaas_worker_restarts_total"
     assert _value(samples, restarts, pool="predict-pid", reason="crashed") == 1
@@ -497,3 +498,14 @@ async def test_multiprocess_mode_in_one_process(tmp_path, monkeypatch):
     assert samples["deepaas_trainings", (("model", "m"), ("status", "done"))] == 0
     restarts = (("pool", "predict-m"), ("reason", "crashed"))
     assert samples["deepaas_worker_restarts_total", restarts] == 1
+
+
+async def test_not_ready_as_soon_as_the_server_drains(aiohttp_client):
+    app = _pid_app()
+    client = await aiohttp_client(app)
+    assert (await client.get("/readyz")).status == 200
+    # What the runner calls first when it stops, before requests in progress end.
+    await app.shutdown()
+    answer = await client.get("/readyz")
+    assert answer.status == 503
+    assert "stopping" in (await answer.text())
