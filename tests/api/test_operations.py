@@ -508,4 +508,4 @@ async def test_not_ready_as_soon_as_the_server_drains(aiohttp_client):
     await app.shutdown()
     answer = await client.get("/readyz")
     assert answer.status == 503
-    assert "stopping" in (await answer.text())
+    assert "shutting down" in (await answer.text())
