@@ -523,11 +523,10 @@ def stream_upload(port, size, timeout=300):
 
 
 def probe_big_upload(system, args, root):
-    workdir = tempfile.mkdtemp(prefix="big_upload-", dir=root)
-    srv = Server("upload-200mb/" + system, server_argv(system, "upload", args), workdir)
     out = {"probe": "200 MB upload", "system": system}
-    try:
-        srv.start()
+    with probe_server(
+        "big_upload", "upload-200mb", "upload", system, args, root, out
+    ) as srv:
         time.sleep(0.3)
         before = srv.rss()
         srv.reset_peak()
@@ -540,12 +539,22 @@ def probe_big_upload(system, args, root):
             out["answer"] = head.decode("utf-8", "replace")
         out["rss_growth_mib"] = (srv.peak_rss - before) / 2**20
         out["tmp_files"], out["tmp_bytes"] = dir_usage(srv.tmpdir)
+    return out
+
+
+@contextlib.contextmanager
+def probe_server(prefix, label, model, system, args, root, out):
+    """A started server for a probe, always stopped; a failure goes in ``out``."""
+    workdir = tempfile.mkdtemp(prefix=f"{prefix}-", dir=root)
+    srv = Server(f"{label}/{system}", server_argv(system, model, args), workdir)
+    try:
+        srv.start()
+        yield srv
     except Exception as exc:
         out["error"] = repr(exc)
     finally:
         srv.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    return out
 
 
 def start_training(port, model, seconds):
@@ -590,11 +599,10 @@ def predict_latencies(port, workload, n, spacing=0.0):
 
 def probe_train_predict(system, args, root):
     """mlp predict latency, idle and while a 3 s computing training runs."""
-    workdir = tempfile.mkdtemp(prefix="train_predict-", dir=root)
-    srv = Server("train-predict/" + system, server_argv(system, "mlp", args), workdir)
     out = {"probe": "predict during training", "system": system}
-    try:
-        srv.start()
+    with probe_server(
+        "train_predict", "train-predict", "mlp", system, args, root, out
+    ) as srv:
         idle = predict_latencies(srv.port, "mlp", 20)
         uuid = start_training(srv.port, "mlp", 3)
         time.sleep(0.3)
@@ -603,21 +611,15 @@ def probe_train_predict(system, args, root):
         out["idle_p50_ms"] = statistics.median(idle) * 1000
         out["busy_p50_ms"] = statistics.median(busy) * 1000
         out["busy_max_ms"] = max(busy) * 1000
-    except Exception as exc:
-        out["error"] = repr(exc)
-    finally:
-        srv.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
     return out
 
 
 def probe_many_trainings(system, args, root, count=50):
     """Start ``count`` 0.1 s trainings of ``sleeper`` at once; time them all."""
-    workdir = tempfile.mkdtemp(prefix="trainings-", dir=root)
-    srv = Server("trainings/" + system, server_argv(system, "sleeper", args), workdir)
     out = {"probe": f"{count} short trainings", "system": system}
-    try:
-        srv.start()
+    with probe_server(
+        "trainings", "trainings", "sleeper", system, args, root, out
+    ) as srv:
         time.sleep(0.3)
         before = srv.rss()
         nproc_before = len(srv.tree())
@@ -631,11 +633,6 @@ def probe_many_trainings(system, args, root, count=50):
         out["rss_growth_mib"] = (srv.peak_rss - before) / 2**20
         time.sleep(1.0)
         out["extra_processes_after"] = len(srv.tree()) - nproc_before
-    except Exception as exc:
-        out["error"] = repr(exc)
-    finally:
-        srv.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
     return out
 
 
@@ -649,12 +646,11 @@ def send_and_abandon(port, path, after):
 
 def probe_abandoned_calls(system, args, root, count=5):
     """Calls whose clients hang up while they wait behind a 2 s call."""
-    workdir = tempfile.mkdtemp(prefix="abandoned-", dir=root)
-    srv = Server("abandoned/" + system, server_argv(system, "sleeper", args), workdir)
     out = {"probe": "client gives up while queued", "system": system}
-    marker = os.path.join(workdir, "computed.txt")
-    try:
-        srv.start()
+    with probe_server(
+        "abandoned", "abandoned", "sleeper", system, args, root, out
+    ) as srv:
+        marker = os.path.join(srv.workdir, "computed.txt")
         q = urllib.parse.quote(marker, safe="")
         busy = threading.Thread(
             target=http_call,
@@ -679,11 +675,6 @@ def probe_abandoned_calls(system, args, root, count=5):
         out["sent"], out["computed"] = count, len(computed)
         status, _ = http_call(srv.port, "POST", "/v2/models/sleeper/predict/?text=ok")
         out["after"] = status
-    except Exception as exc:
-        out["error"] = repr(exc)
-    finally:
-        srv.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
     return out
 
 

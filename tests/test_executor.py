@@ -13,15 +13,7 @@ import pytest
 from deepaas.exceptions import WorkerCrashed
 from deepaas.executor import ProcessPool, RemoteError, ThreadExecutor, run_in_process
 from tests._processes import alive
-
-
-class Unpicklable(Exception):
-    def __init__(self, handle):
-        super().__init__("cannot pickle me")
-        self.handle = handle
-
-    def __reduce__(self):
-        raise TypeError("no pickling")
+from tests.jobs._trainee import Unpicklable
 
 
 def _raise_unpicklable():
