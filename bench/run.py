@@ -429,6 +429,29 @@ def run_wrk(port, workload, conc, duration, workdir):
 
 
 # ----------------------------------------------------------------- load targets
+REFUSED = re.compile(
+    # Label values may hold braces (route templates): match up to the value.
+    r'^deepaas_http_requests_total\{.*status="503".*\} (\S+)$',
+    re.M,
+)
+
+
+def refused_count(port):
+    """How many requests deepaas has refused with 503 (its bounded queue) so far."""
+    status, data = http_call(port, "GET", "/metrics")
+    if status != 200:
+        return 0
+    return sum(float(v) for v in REFUSED.findall(data.decode()))
+
+
+def discount_refused(phase, refused):
+    """Count 503 refusals apart: neither served requests nor errors."""
+    refused = int(refused)
+    phase["refused"] = refused
+    phase["errors"] = max(0, phase["errors"] - refused)
+    phase["rps"] = max(0.0, phase["rps"] * (1 - refused / max(phase["requests"], 1)))
+
+
 def base(workload):
     """The workload whose requests and model a variant uses."""
     return VARIANTS.get(workload, workload)
@@ -465,10 +488,12 @@ def run_target(workload, system, args, root):
         run_wrk(srv.port, workload, 4, 1, workdir)  # warm-up
         srv.reset_peak()
         for conc in args.concurrency:
-            out["phases"][conc] = run_wrk(
-                srv.port, workload, conc, args.duration, workdir
-            )
-            log(f"{label} c={conc}: {out['phases'][conc]['rps']:.0f} req/s")
+            refused = refused_count(srv.port) if system == "ours" else None
+            phase = run_wrk(srv.port, workload, conc, args.duration, workdir)
+            if refused is not None:
+                discount_refused(phase, refused_count(srv.port) - refused)
+            out["phases"][conc] = phase
+            log(f"{label} c={conc}: {phase['rps']:.0f} req/s")
         out["check_after"] = correctness(srv.port, workload, n=16, threads=8)
         out["peak_rss_mib"] = srv.peak_rss / 2**20
         out["tmp_files"], out["tmp_bytes"] = dir_usage(srv.tmpdir)
@@ -765,6 +790,7 @@ def summarize(results, args):
                 "p50": median([p["p50_ms"] for p in phases]),
                 "p99": median([p["p99_ms"] for p in phases]),
                 "errors": sum(p["errors"] for p in phases),
+                "refused": sum(p.get("refused", 0) for p in phases),
                 "rss": median([r.get("peak_rss_mib") for r in runs]),
                 "startup": median([r.get("startup_s") for r in runs]),
                 "tmp": median([r.get("tmp_files") for r in runs]),
@@ -780,7 +806,7 @@ def summarize(results, args):
             ]
             if failed and not any((wl, sysname, c) in med for c in args.concurrency):
                 why = failed[0].get("error") or failed[0]["check"]["first"]
-                rows.append([wl, sysname, "-", f"FAILED: {str(why)[:80]}"] + [""] * 9)
+                rows.append([wl, sysname, "-", f"FAILED: {str(why)[:80]}"] + [""] * 10)
                 continue
             for conc in args.concurrency:
                 m = med.get((wl, sysname, conc))
@@ -797,6 +823,7 @@ def summarize(results, args):
                         fmt(m["p50"], "%.2f"),
                         fmt(m["p99"], "%.2f"),
                         str(m["errors"]),
+                        str(m["refused"]),
                         fmt(m["rss"]),
                         fmt(m["startup"], "%.2f"),
                         fmt(m["tmp"]),
@@ -815,6 +842,7 @@ LOAD_HEADER = [
     "p50 ms",
     "p99 ms",
     "errors",
+    "503",
     "peak RSS MiB",
     "startup s",
     "tmp files left",

@@ -23,6 +23,11 @@ _LOG = logging.getLogger(__name__)
 
 # Seconds a client refused for a full queue is told to wait.
 RETRY_AFTER_S = 1
+# Seconds a refusal is held before it is sent. Clients that retry at once, not
+# minding Retry-After, would otherwise keep the event loop so busy refusing them
+# that the calls in the queue starve: served throughput collapsed to a few
+# percent in the bench. Held (half the Retry-After), they cost an idle timer.
+REFUSAL_DELAY_S = 0.5
 
 
 class Predictor:
@@ -179,6 +184,7 @@ class Predictor:
             WorkerCrashed: The worker process died during the call.
         """
         if self.max_queue and self._in_flight >= self._running_max + self.max_queue:
+            await asyncio.sleep(REFUSAL_DELAY_S)
             raise Overloaded(
                 f"Model '{self.model.name}' is busy: {self.max_queue} calls are "
                 "already waiting; retry later",
