@@ -23,10 +23,11 @@ _LOG = logging.getLogger(__name__)
 
 # Seconds a client refused for a full queue is told to wait.
 RETRY_AFTER_S = 1
-# Seconds a refusal is held before it is sent. Clients that retry at once, not
-# minding Retry-After, would otherwise keep the event loop so busy refusing them
-# that the calls in the queue starve: served throughput collapsed to a few
-# percent in the bench. Held (half the Retry-After), they cost an idle timer.
+# Seconds a refusal is held before it is sent (see Predictor.admit). Clients
+# that retry at once, not minding Retry-After, would otherwise keep the event
+# loop so busy refusing them that the queued calls starve: served throughput
+# collapsed to a few percent in the bench. Held (half the Retry-After), they
+# cost an idle timer each.
 REFUSAL_DELAY_S = 0.5
 
 
@@ -163,6 +164,34 @@ class Predictor:
         """Calls accepted that wait for a free worker."""
         return max(0, self._in_flight - self._running_max)
 
+    @property
+    def full(self) -> bool:
+        """Whether a call now would be refused: ``max_queue`` calls wait already."""
+        return bool(self.max_queue) and (
+            self._in_flight >= self._running_max + self.max_queue
+        )
+
+    async def admit(self) -> None:
+        """Refuse, after a pause, a call that would find the queue full.
+
+        Meant to be awaited before a request's body is read, so that a refused
+        upload is never stored. The pause (:data:`REFUSAL_DELAY_S`) keeps clients
+        that retry at once from starving the accepted calls.
+
+        Raises:
+            Overloaded: The queue is full.
+        """
+        if self.full:
+            await asyncio.sleep(REFUSAL_DELAY_S)
+            raise self._overloaded()
+
+    def _overloaded(self) -> Overloaded:
+        return Overloaded(
+            f"Model '{self.model.name}' is busy: {self.max_queue} calls are "
+            "already waiting; retry later",
+            RETRY_AFTER_S,
+        )
+
     async def predict(self, **kwargs: Any) -> Any:
         """Return the model's prediction for validated ``kwargs``; see :meth:`run`."""
         return await self.run(kwargs)
@@ -183,13 +212,8 @@ class Predictor:
             CallTimedOut: The call took longer than ``timeout``.
             WorkerCrashed: The worker process died during the call.
         """
-        if self.max_queue and self._in_flight >= self._running_max + self.max_queue:
-            await asyncio.sleep(REFUSAL_DELAY_S)
-            raise Overloaded(
-                f"Model '{self.model.name}' is busy: {self.max_queue} calls are "
-                "already waiting; retry later",
-                RETRY_AFTER_S,
-            )
+        if self.full:
+            raise self._overloaded()
         # A plain counter rather than a context manager: this is the hot path.
         self._in_flight += 1
         try:

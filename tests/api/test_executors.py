@@ -218,3 +218,44 @@ def test_model_without_target_cannot_use_processes():
 def test_invalid_settings(changes):
     with pytest.raises(ConfigurationError):
         Config(**changes)
+
+
+class SlowUpload:
+    def get_predict_args(self):
+        return {
+            "seconds": fields.Float(load_default=0.0),
+            "data": fields.Field(
+                load_default=None, metadata={"type": "file", "location": "form"}
+            ),
+        }
+
+    def predict(self, seconds, data):
+        time.sleep(seconds)
+        return {"pid": os.getpid()}
+
+
+async def test_a_refused_upload_is_held_and_never_stored(aiohttp_client, tmp_path):
+    config = Config(executor="thread", workers=1, max_queue=1)
+    models = {"worker": loading.wrap("worker", SlowUpload)}
+    app = create_app(config, models, upload_dir=str(tmp_path))
+    client = await aiohttp_client(app)
+    slow = [asyncio.ensure_future(_predict(client, seconds=2.0)) for _ in range(2)]
+    await asyncio.sleep(0.5)
+    form = aiohttp.FormData()
+    form.add_field("data", b"x" * 200_000, filename="big.bin")
+    start = time.monotonic()
+    refused = asyncio.ensure_future(
+        client.post("/v2/models/worker/predict/", data=form)
+    )
+    await asyncio.sleep(0.25)
+    # Mid-hold: nothing of the upload is on disk.
+    assert list(tmp_path.iterdir()) == []
+    resp = await refused
+    held = time.monotonic() - start
+    assert resp.status == 503
+    assert resp.headers["Retry-After"] == "1"
+    # Held before answering, so that clients retrying at once cannot starve
+    # the accepted calls; and refused before the body was read.
+    assert held >= 0.4
+    assert list(tmp_path.iterdir()) == []
+    assert [s for s, _, _ in await asyncio.gather(*slow)] == [200, 200]

@@ -22,6 +22,9 @@ async def predict(request: web.Request) -> web.StreamResponse:
     """Validate the arguments, run the prediction and answer in the chosen type."""
     model = _lookup.model(request)
     spec = request.config_dict[ARGSPECS][model.name].predict
+    predictor = request.config_dict[PREDICTORS][model.name]
+    # Before the body is read: a refused upload is never stored.
+    await predictor.admit()
     arguments = await args.parse(request, spec)
     try:
         kwargs = arguments.values
@@ -30,7 +33,6 @@ async def predict(request: web.Request) -> web.StreamResponse:
             if spec.accept_choices
             else media.JSON_TYPE
         )
-        predictor = request.config_dict[PREDICTORS][model.name]
         # A client that hangs up is noticed when a worker becomes free for its
         # call, which is then dropped unrun: no task polls the connection.
         result = await predictor.run(kwargs, abandoned=lambda: _gone(request))
