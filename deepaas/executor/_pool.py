@@ -118,7 +118,7 @@ class _Worker:
         self.retired = False
         self._out = bytearray()
         self._in = bytearray()
-        self._flushing = False
+        # Waiting for the pipe to take the rest of a large message.
         self._writing = False
         self._on_answer: Callable[[_Worker], None] | None = None
         self._on_death: Callable[[_Worker], None] | None = None
@@ -164,17 +164,12 @@ class _Worker:
         """Send ``payload`` (pickled handler arguments) to the idle worker."""
         assert self.call is None
         self.call = asyncio.get_running_loop().create_future()
-        self._write(_frame(payload))
+        self._out += _frame(payload)
+        if not self._writing:
+            self._flush()
         return self.call
 
-    def _write(self, frame: bytes) -> None:
-        self._out += frame
-        if not self._flushing and not self._writing:
-            self._flushing = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
     def _flush(self) -> None:
-        self._flushing = False
         if self.dead:
             return
         loop = asyncio.get_running_loop()
@@ -387,7 +382,7 @@ class ProcessPool:
         if status != "ready":
             await loop.run_in_executor(None, worker.stop)
             raise value
-        worker.listen(self._answered, self._died)
+        worker.listen(self._release, self._died)
         _LOG.info("Worker %s started (pid %s)", process.name, worker.pid)
         return worker
 
@@ -435,9 +430,6 @@ class ProcessPool:
         """Let the next call go to ``worker``, unless it is gone."""
         if not worker.dead:
             self._queue().put_nowait(worker)
-
-    def _answered(self, worker: _Worker) -> None:
-        self._release(worker)
 
     def _died(self, worker: _Worker) -> None:
         """The worker's pipe closed under it: fail its call, start another."""

@@ -248,14 +248,9 @@ class Predictor:
             # model must not overlap, whichever way they run.
             while self._threaded:
                 await self._threads_idle.wait()
-        if inline is not None and inline.inline:
-            if abandoned is not None and abandoned():
-                raise asyncio.CancelledError("the caller went away")
-            started = time.perf_counter()
-            try:
-                return self.model.call("predict", **kwargs)
-            finally:
-                inline.ran_inline(time.perf_counter() - started)
+            # An inline call that ran meanwhile may have moved the model back.
+            if inline.inline:
+                return self._call_inline(kwargs, abandoned, inline)
         taken = _batching.Started(abandoned)
         try:
             if self._pool is not None:
@@ -263,6 +258,20 @@ class Predictor:
             return await self._in_thread(kwargs, taken)
         finally:
             taken.report(self.telemetry, self.model.name)
+
+    def _call_inline(
+        self,
+        kwargs: dict[str, Any],
+        abandoned: Callable[[], bool] | None,
+        inline: InlinePolicy,
+    ) -> Any:
+        if abandoned is not None and abandoned():
+            raise asyncio.CancelledError("the caller went away")
+        started = time.perf_counter()
+        try:
+            return self.model.call("predict", **kwargs)
+        finally:
+            inline.ran_inline(time.perf_counter() - started)
 
     async def _in_thread(
         self, kwargs: dict[str, Any], abandoned: Callable[[], bool]
