@@ -15,6 +15,7 @@ from deepaas.exceptions import ConfigurationError
 
 __all__ = [
     "AUTH_MODES",
+    "EVENT_LOOPS",
     "EXECUTORS",
     "JOB_STORES",
     "LOG_FORMATS",
@@ -25,6 +26,7 @@ __all__ = [
 
 JOB_STORES = ("sqlite", "memory")
 EXECUTORS = ("auto", "thread", "async", "process")
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 AUTH_MODES = ("auto", "none")
 LOG_FORMATS = ("plain", "json")
 SHUTDOWN_TRAININGS = ("interrupt", "finish")
@@ -71,6 +73,9 @@ class Config:
         train_gpus: GPU ids handed round-robin to each model's training
             worker processes as ``CUDA_VISIBLE_DEVICES``; may differ from
             ``gpus`` so that trainings and predictions use separate devices.
+        event_loop: The asyncio event loop the server runs on: ``"uvloop"``,
+            ``"asyncio"`` (the standard library's), or ``"auto"``: uvloop
+            where it is installed (a dependency on Linux and macOS).
         http_workers: Server processes answering HTTP requests; above 1,
             ``deepaas-run`` serves with gunicorn and the processes share the job
             store in ``state_dir``.
@@ -138,6 +143,7 @@ class Config:
     model_names: tuple[str, ...] = ()
     workers: int = 1
     http_workers: int = 1
+    event_loop: str = "auto"
     executor: str = "auto"
     inline_threshold_us: int = 200
     max_queue: int = 64
@@ -197,6 +203,11 @@ class Config:
         if self.http_workers < 1:
             raise ConfigurationError(
                 f"http_workers must be at least 1, got {self.http_workers}"
+            )
+        if self.event_loop not in EVENT_LOOPS:
+            raise ConfigurationError(
+                f"event_loop must be one of {', '.join(EVENT_LOOPS)}, "
+                f"got {self.event_loop!r}"
             )
         if self.executor not in EXECUTORS:
             raise ConfigurationError(

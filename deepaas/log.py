@@ -10,19 +10,25 @@ by :func:`setup_logging` add both to every line that has them.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import datetime as _dt
 import json
 import logging
+import os
+import time
 from typing import Any
 
 __all__ = [
     "HTTP_FIELDS",
     "JOB_ID",
     "REQUEST_ID",
+    "DirectWriter",
     "JsonFormatter",
     "PlainFormatter",
     "context_of",
+    "direct_writer",
+    "log_direct",
     "setup_logging",
 ]
 
@@ -82,6 +88,27 @@ class PlainFormatter(logging.Formatter):
         record.deepaas_context = context
         return super().formatMessage(record)
 
+    def _info_prefix(self, name: str) -> str | None:
+        # What format() would put before the message of an INFO access record
+        # of logger ``name`` made now, when the format is the default one (the
+        # only one this can reproduce).
+        if self._fmt != _FORMAT or self.converter is not time.localtime:
+            return None
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime(self.default_time_format, time.localtime(now))
+        job_id = JOB_ID.get()
+        context = f" [job_id={job_id}]" if job_id else ""
+        return (
+            f"{self._stamp},{int((now - second) * 1000):03d} {os.getpid()} INFO "
+            f"{name}{context}: "
+        )
+
+    _second = -1
+    _stamp = ""
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, for log collectors.
@@ -116,6 +143,185 @@ class JsonFormatter(logging.Formatter):
             entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, default=str)
 
+    def _info_line(
+        self, name: str, message: str, fields: dict[str, Any] | None, request_id: str
+    ) -> str:
+        # What format() would give an INFO access record of logger ``name``.
+        created = _dt.datetime.fromtimestamp(time.time()).astimezone()
+        entry: dict[str, Any] = {
+            "time": created.isoformat(timespec="milliseconds"),
+            "level": "INFO",
+            "logger": name,
+            "process": os.getpid(),
+            "message": message,
+            "request_id": request_id,
+        }
+        job_id = JOB_ID.get()
+        if job_id:
+            entry["job_id"] = job_id
+        if fields:
+            entry.update(fields)
+        return json.dumps(entry, default=str)
+
+
+class DirectWriter(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler of :func:`setup_logging`: records, and lines written directly.
+
+    Lines given to :meth:`write_line` are written together, at most
+    :data:`_LINE_DELAY_S` later: one write for many access lines, where a
+    record costs a write each. A record emitted meanwhile writes them first, so
+    the order of lines is kept, and so do :meth:`flush` and :meth:`close` (and
+    ``logging.shutdown`` at exit).
+    """
+
+    def __init__(self, log_file: str | None) -> None:
+        # Opened here, as logging.FileHandler would, and closed by close().
+        stream = open(log_file, "a", encoding="utf-8") if log_file else None  # noqa: SIM115
+        super().__init__(stream)
+        self._own_stream = stream is not None
+        self._pending: list[str] = []
+        # Only the event loop's thread, the one that writes lines, touches it.
+        self._scheduled = False
+
+    def info_prefix(self, name: str) -> str | None:
+        """What goes before the message of an INFO access line of logger ``name``.
+
+        ``None`` when lines are not plain text in the default format.
+        """
+        formatter = self.formatter
+        if type(formatter) is PlainFormatter:
+            return formatter._info_prefix(name)
+        return None
+
+    def info_line(
+        self, name: str, message: str, fields: dict[str, Any] | None, request_id: str
+    ) -> str | None:
+        """The INFO access line of logger ``name``, as the formatter would write it.
+
+        ``None`` when the formatter is not one of :func:`setup_logging`.
+        """
+        formatter = self.formatter
+        if type(formatter) is JsonFormatter:
+            return formatter._info_line(name, message, fields, request_id)
+        prefix = self.info_prefix(name)
+        return None if prefix is None else prefix + message
+
+    def write_line(self, line: str) -> None:
+        """Write ``line`` (without its newline) soon, with others.
+
+        Call it from an event loop's thread; without a running loop the line
+        is written at once.
+        """
+        with self.lock:  # type: ignore[union-attr]
+            self._pending.append(line)
+            if self._scheduled and len(self._pending) < _MAX_PENDING:
+                return
+        if self._scheduled:
+            self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_later(_LINE_DELAY_S, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the lines waiting, then flush the stream."""
+        with self.lock:  # type: ignore[union-attr]
+            if self._pending:
+                text = self.terminator.join(self._pending) + self.terminator
+                self._pending.clear()
+                try:
+                    self.stream.write(text)
+                except Exception:
+                    self.handleError(logging.makeLogRecord({"msg": text}))
+        super().flush()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the lines waiting, then the record."""
+        if self._pending:
+            self.flush()
+        super().emit(record)
+
+    def close(self) -> None:
+        """Write the lines waiting, then close a file of our own."""
+        self.flush()
+        if self._own_stream and self.stream is not None:
+            self.stream.close()
+            # As logging.FileHandler: a second close is harmless.
+            self.stream = None
+        super().close()
+
+
+# How long a line may wait for others, and how many may wait.
+_LINE_DELAY_S = 0.05
+_MAX_PENDING = 512
+
+
+def direct_writer(logger: logging.Logger) -> DirectWriter | None:
+    """The handler that INFO lines of ``logger`` may be written to directly, if any.
+
+    For lines logged for every request, where a ``LogRecord``, a handler call
+    and a write each cost more than the line itself. Writing directly is safe
+    when the line can only reach the handler that :func:`setup_logging`
+    installed, through no filter and no other handler, so that it comes out
+    exactly as the record would have. Otherwise ``None`` is returned, and the
+    caller logs a record as usual (a test's capturing handler gets it so).
+    Ask again for every line: the configuration may have changed.
+
+    Args:
+        logger: The logger the lines belong to; the caller has checked that it
+            is enabled for INFO.
+    """
+    current: logging.Logger | None = logger
+    while current is not None and current.parent is not None:
+        if current.handlers or current.filters or not current.propagate:
+            return None
+        current = current.parent
+    handlers = logging.root.handlers
+    if current is None or len(handlers) != 1 or logging.root.filters:
+        return None
+    handler = handlers[0]
+    if type(handler) is not DirectWriter or handler.filters:
+        return None
+    if handler.level > logging.INFO:
+        return None
+    return handler
+
+
+def log_direct(
+    logger: logging.Logger,
+    message: str,
+    *,
+    fields: dict[str, Any] | None,
+    request_id: str,
+) -> bool:
+    """Write an INFO access line of ``logger`` without a record, when that is safe.
+
+    See :func:`direct_writer`. Returns ``False`` when nothing was written, and
+    the caller must log a record.
+
+    Args:
+        logger: The logger the line belongs to.
+        message: The line's message, already formatted.
+        fields: What a JSON line adds (as ``extra={HTTP_FIELDS: ...}`` would).
+        request_id: The request the line is about.
+    """
+    writer = direct_writer(logger)
+    if writer is None:
+        return False
+    line = writer.info_line(logger.name, message, fields, request_id)
+    if line is None:
+        return False
+    writer.write_line(line)
+    return True
+
 
 def setup_logging(
     level: str = "INFO", log_file: str | None = None, fmt: str = "plain"
@@ -127,9 +333,7 @@ def setup_logging(
         log_file: Write to this file instead of standard error.
         fmt: ``"plain"`` (text lines) or ``"json"`` (one JSON object a line).
     """
-    handler: logging.Handler = (
-        logging.FileHandler(log_file) if log_file else logging.StreamHandler()
-    )
+    handler = DirectWriter(log_file)
     handler.setFormatter(JsonFormatter() if fmt == "json" else PlainFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):

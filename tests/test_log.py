@@ -1,12 +1,21 @@
 """Log lines: plain or JSON, with the request and job they are about."""
 
+import asyncio
 import json
 import logging
 import sys
 
 import pytest
 
-from deepaas.log import JOB_ID, REQUEST_ID, JsonFormatter, PlainFormatter, setup_logging
+from deepaas.log import (
+    JOB_ID,
+    REQUEST_ID,
+    JsonFormatter,
+    PlainFormatter,
+    direct_writer,
+    log_direct,
+    setup_logging,
+)
 
 
 def _record(msg="hello %s", args=("world",), **extra):
@@ -95,3 +104,107 @@ def test_setup_logging_chooses_the_format(fmt, cls):
             root.addHandler(handler)
         root.setLevel(level)
         logging.captureWarnings(False)
+
+
+@pytest.fixture
+def installed(tmp_path):
+    """setup_logging's handler, writing to a file, for one test."""
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+
+    def install(fmt="plain"):
+        path = tmp_path / "log.txt"
+        setup_logging("INFO", str(path), fmt)
+        return path
+
+    yield install
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    for handler in saved:
+        root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(False)
+
+
+ACCESS = logging.getLogger("deepaas.access")
+
+
+@pytest.mark.parametrize("fmt", ["plain", "json"])
+def test_a_direct_line_is_the_line_a_record_gives(installed, context, fmt):
+    path = installed(fmt)
+    context(job_id="job-7")
+    fields = {"status": 200, "path": "/x"}
+    assert log_direct(ACCESS, "GET /x req-9", fields=fields, request_id="req-9")
+    ACCESS.info("GET /x req-9", extra={"http": fields, "request_id": "req-9"})
+    logging.getLogger().handlers[0].flush()
+    direct, logged = path.read_text().splitlines()
+    if fmt == "json":
+        direct, logged = json.loads(direct), json.loads(logged)
+        assert direct.pop("time")[:19] == logged.pop("time")[:19]
+        assert direct == logged
+    else:
+        # The same line but for the milliseconds of the time stamp.
+        assert direct[:19] == logged[:19]
+        assert direct[23:] == logged[23:]
+        assert direct.endswith(" INFO deepaas.access [job_id=job-7]: GET /x req-9")
+
+
+def test_direct_lines_wait_for_the_loop_and_keep_their_order(installed):
+    path = installed()
+
+    async def log_some():
+        writer = direct_writer(ACCESS)
+        assert writer is not None
+        writer.write_line("first")
+        writer.write_line("second")
+        # Nothing is written yet: one write later takes both.
+        assert path.read_text() == ""
+        # A record written meanwhile comes after the lines before it.
+        ACCESS.warning("third")
+        writer.write_line("fourth")
+        await asyncio.sleep(0.2)
+        return path.read_text().splitlines()
+
+    lines = asyncio.run(log_some())
+    assert lines[:2] == ["first", "second"]
+    assert lines[2].endswith("WARNING deepaas.access: third")
+    assert lines[3] == "fourth"
+
+
+def test_direct_lines_are_written_at_close(installed):
+    path = installed()
+
+    async def log_one():
+        direct_writer(ACCESS).write_line("last words")
+
+    asyncio.run(log_one())
+    # As logging.shutdown() does at exit.
+    logging.getLogger().handlers[0].close()
+    assert path.read_text() == "last words\n"
+
+
+def test_no_direct_writing_past_another_handler(installed):
+    installed()
+    # Such as a test's capturing handler, which would miss a direct line.
+    other = logging.NullHandler()
+    logging.getLogger().addHandler(other)
+    try:
+        assert direct_writer(ACCESS) is None
+        assert not log_direct(ACCESS, "x", fields=None, request_id="r")
+    finally:
+        logging.getLogger().removeHandler(other)
+
+
+def test_no_direct_writing_through_a_filter_or_a_custom_format(installed):
+    installed()
+    handler = logging.getLogger().handlers[0]
+    assert direct_writer(ACCESS) is handler
+    ACCESS.addFilter(lambda record: True)
+    try:
+        assert direct_writer(ACCESS) is None
+    finally:
+        ACCESS.filters.clear()
+    handler.setFormatter(PlainFormatter("%(message)s"))
+    assert handler.info_prefix("deepaas.access") is None
+    assert not log_direct(ACCESS, "x", fields=None, request_id="r")

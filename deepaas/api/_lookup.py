@@ -16,7 +16,8 @@ def model(request: web.Request) -> ModelWrapper:
     """The model named by ``{model_name}`` in the path (404 when not served)."""
     name = request.match_info["model_name"]
     try:
-        return request.config_dict[MODELS][name]
+        # The v2 routes are the root application's own, where the state is.
+        return request.app[MODELS][name]
     except KeyError:
         raise ModelNotFound(name) from None
 

@@ -12,7 +12,7 @@ from aiohttp import web
 import deepaas
 from deepaas.api import docs, security, versions
 from deepaas.api.args import BodyOptions, ModelArgs
-from deepaas.api.errors import error_middleware
+from deepaas.api.errors import answer_error
 from deepaas.api.health import Health
 from deepaas.api.keys import (
     ARGSPECS,
@@ -29,7 +29,7 @@ from deepaas.api.metrics import Metrics
 from deepaas.api.observe import Observer
 from deepaas.api.operations import setup_operations
 from deepaas.api.plugins import Plugin
-from deepaas.api.v2 import create_v2_app
+from deepaas.api.v2 import add_v2_routes
 from deepaas.config import Config
 from deepaas.jobs import JobManager, JobStore, MemoryJobStore, SQLiteJobStore
 from deepaas.model.predictor import Predictor
@@ -78,14 +78,16 @@ def create_app(
         if config.metrics_endpoint
         else None
     )
-    observer = Observer(config, models, metrics)
+    observer = Observer(
+        config,
+        models,
+        metrics,
+        answer_error=answer_error,
+        unmatched=web.normalize_path_middleware(),
+    )
     app = web.Application(
         # The observer first: it sees the final answer of every request.
-        middlewares=[
-            observer.middleware,
-            error_middleware,
-            web.normalize_path_middleware(),
-        ],
+        middlewares=[observer.middleware],
         # aiohttp reads 0 as "nothing allowed"; ours (as 2.x) means "no limit".
         client_max_size=config.client_max_size or sys.maxsize,
     )
@@ -128,9 +130,7 @@ def create_app(
         app.on_response_prepare.append(_worker_header)
 
     base = config.base_path
-    v2app = create_v2_app(config)
-    app.add_subapp(f"{base}/v2", v2app)
-    app[versions.V2_APP] = v2app
+    add_v2_routes(app, config, f"{base}/v2")
     app.router.add_get(f"{base}/", versions.root, name="versions", allow_head=False)
     docs.setup_docs(
         app, title=TITLE, version=deepaas.__version__, description=DESCRIPTION

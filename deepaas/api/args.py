@@ -97,6 +97,7 @@ class ArgSpec:
             n: f for n, f in fields.items() if not (n == ACCEPT and self.accept_choices)
         }
         self.schema = marshmallow.Schema.from_dict(plain, name="Arguments")()
+        self._direct = _direct_fields(self.schema)
 
     def validate(
         self,
@@ -121,8 +122,11 @@ class ArgSpec:
                 accept = negotiate(self.accept_choices, requested)
             except ArgumentError as err:
                 errors.update(err.messages)
-        proxy = SchemaMultiDict(data, self.schema)
-        values = {name: proxy[name] for name in self.schema.fields if name in data}
+        if self.lists:
+            proxy = SchemaMultiDict(data, self.schema)
+            values = {name: proxy[name] for name in self.schema.fields if name in data}
+        else:
+            values = {name: data[name] for name in self.schema.fields if name in data}
         for name, value in json_body.items():
             if name in self.schema.fields and name not in values:
                 if name in self.lists and not isinstance(value, list):
@@ -132,11 +136,7 @@ class ArgSpec:
             if name in values and not isinstance(values[name], UploadedFile):
                 del values[name]
                 errors[name] = ["Expected an uploaded file (multipart/form-data)"]
-        try:
-            loaded: dict[str, Any] = self.schema.load(values)
-        except marshmallow.ValidationError as err:
-            errors.update(_messages(err.messages))
-            loaded = {}
+        loaded = self._load(values, errors)
         if errors:
             order = list(self.fields)
             raise ArgumentError(
@@ -145,6 +145,49 @@ class ArgSpec:
         if accept is not None:
             loaded[ACCEPT] = accept
         return loaded
+
+    def _load(self, values: dict[str, Any], errors: dict[str, Any]) -> dict[str, Any]:
+        direct = self._direct
+        if direct is None:
+            try:
+                loaded: dict[str, Any] = self.schema.load(values)
+            except marshmallow.ValidationError as err:
+                errors.update(_messages(err.messages))
+                return {}
+            return loaded
+        # What Schema.load does for a schema of plain fields, without the
+        # machinery (hooks, partial loading, nesting of errors) it cannot use:
+        # each field still deserializes and validates itself.
+        loaded = {}
+        failed: dict[str, Any] = {}
+        for name, field in direct:
+            try:
+                value = field.deserialize(values.get(name, _MISSING), name, values)
+            except marshmallow.ValidationError as err:
+                failed[name] = err.messages
+                continue
+            if value is not _MISSING:
+                loaded[name] = value
+        if failed:
+            errors.update(_messages(failed))
+            return {}
+        return loaded
+
+
+_MISSING = marshmallow.missing
+
+
+def _direct_fields(
+    schema: marshmallow.Schema,
+) -> tuple[tuple[str, _fields.AnyField], ...] | None:
+    # Fields that Schema.load would only deserialize one by one: none renamed,
+    # and no hook (pre/post-load, validates) on the schema.
+    if any(schema._hooks.values()):
+        return None
+    fields = tuple(schema.load_fields.items())
+    if any(f.data_key is not None or f.attribute is not None for _, f in fields):
+        return None
+    return fields
 
 
 def _position(order: list[str], name: str) -> int:
@@ -218,20 +261,23 @@ async def parse(
         RequestTimedOut: The body stalled for longer than allowed.
     """
     if options is None:
-        options = request.config_dict[BODY]
-    max_size = options.max_size
-    if max_size and request.content_length and request.content_length > max_size:
-        raise RequestTooLarge(
-            f"Request body of {request.content_length} bytes exceeds the limit of "
-            f"{max_size} bytes"
-        )
+        options = request.app[BODY]
     data: MultiDict[Any] = MultiDict(request.query)
-    _check_fields(len(data), options.max_fields)
+    if options.max_fields:
+        _check_fields(len(data), options.max_fields)
     json_body: dict[str, Any] = {}
     tmpdir: str | None = None
     try:
-        ctype = request.content_type
+        # Headers are parsed only when there is a body: most calls have none.
         if request.body_exists:
+            max_size = options.max_size
+            length = request.content_length
+            if max_size and length and length > max_size:
+                raise RequestTooLarge(
+                    f"Request body of {length} bytes exceeds the limit of "
+                    f"{max_size} bytes"
+                )
+            ctype = request.content_type
             if ctype == "multipart/form-data":
                 tmpdir = await asyncio.to_thread(
                     tempfile.mkdtemp, prefix="deepaas-", dir=options.upload_dir
@@ -248,11 +294,14 @@ async def parse(
                     f"Cannot read arguments from a '{ctype}' body; send a query "
                     "string, a form (urlencoded or multipart) or a JSON object"
                 )
-        values = spec.validate(data, request.headers.get("Accept"), json_body)
+        accept = request.headers.get("Accept") if spec.accept_choices else None
+        values = spec.validate(data, accept, json_body)
     except BaseException:
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
         raise
+    if tmpdir is None:
+        return Arguments(values, {}, None)
     return Arguments(
         values, {k: v for k, v in values.items() if isinstance(v, UploadedFile)}, tmpdir
     )

@@ -16,6 +16,7 @@ __all__ = [
     "REALM",
     "RequestTimedOut",
     "RequestTooLarge",
+    "answer_error",
     "bearer_challenge",
     "error_middleware",
     "json_error",
@@ -142,30 +143,46 @@ def _from_http(error: web.HTTPException) -> web.StreamResponse:
     return response
 
 
+def answer_error(request: web.Request, error: Exception) -> web.StreamResponse:
+    """The answer to ``request`` that failed with ``error``: JSON, with its status.
+
+    Raises:
+        web.HTTPException: ``error`` itself, when it is a redirect (below 400).
+    """
+    if isinstance(error, exc.DeepaasError):
+        return _from_deepaas(error)
+    if isinstance(error, web.HTTPException):
+        if error.status < 400:
+            raise error
+        return _from_http(error)
+    if isinstance(error, ConnectionResetError) and _client_gone(request):
+        # The client hung up before its request was complete (a truncated
+        # body): a client's doing, not worth an error and a traceback in the
+        # log, and the answer will not reach anyone.
+        _LOG.info("Client disconnected during %s %s", request.method, request.path)
+        return json_error(400, "The client disconnected before the request ended")
+    _LOG.error(
+        "Unexpected error answering %s %s",
+        request.method,
+        request.path,
+        exc_info=error,
+    )
+    return json_error(500, "Internal server error; the details are in the server log")
+
+
 @web.middleware
 async def error_middleware(
     request: web.Request, handler: Handler
 ) -> web.StreamResponse:
-    """Answer every failure with a JSON body and the status its class maps to."""
+    """Answer every failure with a JSON body and the status its class maps to.
+
+    The server does this in its one middleware (:mod:`deepaas.api.observe`),
+    with :func:`answer_error`; this is the same as a middleware of its own.
+    """
     try:
         return await handler(request)
-    except exc.DeepaasError as error:
-        return _from_deepaas(error)
-    except web.HTTPException as error:
-        if error.status < 400:
-            raise
-        return _from_http(error)
     except Exception as error:
-        if isinstance(error, ConnectionResetError) and _client_gone(request):
-            # The client hung up before its request was complete (a truncated
-            # body): a client's doing, not worth an error and a traceback in
-            # the log, and the answer will not reach anyone.
-            _LOG.info("Client disconnected during %s %s", request.method, request.path)
-            return json_error(400, "The client disconnected before the request ended")
-        _LOG.exception("Unexpected error answering %s %s", request.method, request.path)
-        return json_error(
-            500, "Internal server error; the details are in the server log"
-        )
+        return answer_error(request, error)
 
 
 def _client_gone(request: web.Request) -> bool:

@@ -73,12 +73,25 @@ def _json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(text=to_json(body), status=status, content_type=JSON)
 
 
-def respond(
+async def respond(
+    request: web.Request, model: ModelWrapper, result: Any, media_type: str
+) -> web.StreamResponse:
+    """Answer ``request`` with ``result`` in ``media_type`` (files are streamed)."""
+    answer = _answer(model, result, media_type)
+    if type(answer) is _FileBody:
+        return await answer.send(request)
+    return answer  # type: ignore[return-value]
+
+
+# What most models return: checked first, as the checks for files are dearer.
+_PLAIN = frozenset({dict, list, str, int, float, bool, type(None)})
+
+
+def _answer(
     model: ModelWrapper, result: Any, media_type: str
 ) -> web.StreamResponse | _FileBody:
-    """Build the answer for ``result`` in ``media_type`` (files are streamed later)."""
-    if is_json(media_type):
-        if _is_file_like(result):
+    if media_type == JSON or is_json(media_type):
+        if type(result) not in _PLAIN and _is_file_like(result):
             raise InvalidModelResponse(
                 f"Model '{model.name}' returned a file where JSON was expected"
             )

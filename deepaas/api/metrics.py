@@ -16,15 +16,22 @@ once by the answering worker.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.utils import floatToGoString
 
 from deepaas.api.keys import METRICS, OBSERVER, PREDICTORS
 from deepaas.api.security.access import Scope, requires
@@ -36,6 +43,7 @@ __all__ = [
     "LATENCY_BUCKETS",
     "SAMPLE_INTERVAL_S",
     "Metrics",
+    "RequestSeries",
     "handle_metrics",
     "sampling",
 ]
@@ -93,19 +101,26 @@ class Metrics:
         if multiprocess_dir is not None:
             _use_multiprocess_values()
         registry = self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "deepaas_http_requests",
-            "HTTP requests answered, by route template, method, model and status.",
-            ("route", "method", "model", "status"),
-            registry=registry,
-        )
-        self.latency = Histogram(
-            "deepaas_http_request_duration_seconds",
-            "Time from a request's arrival to its answer, by route, method and model.",
-            ("route", "method", "model"),
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
+        self._requests: _Requests | None = None
+        if multiprocess_dir is None:
+            # Counted for every request: in plain numbers on the event loop,
+            # read at each scrape, rather than through a lock each time.
+            self._requests = _Requests()
+            registry.register(self._requests)
+        else:
+            self.requests = Counter(
+                _REQUESTS,
+                _REQUESTS_HELP,
+                ("route", "method", "model", "status"),
+                registry=registry,
+            )
+            self.latency = Histogram(
+                _LATENCY,
+                _LATENCY_HELP,
+                ("route", "method", "model"),
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            )
         self.body_bytes = Counter(
             "deepaas_http_request_body_bytes",
             "Bytes of request bodies read (uploads, forms, JSON), by route and model.",
@@ -165,6 +180,21 @@ class Metrics:
         self._waits: dict[str, Histogram] = {}
         self._batches: dict[str, Histogram] = {}
 
+    def request_series(
+        self, route: str, method: str, model: str, status: int
+    ) -> RequestSeries:
+        """Where the requests of one route, method, model and status are recorded.
+
+        Call it once per label values and keep the answer: recording is then
+        one call per request, from the event loop's thread.
+        """
+        if self._requests is not None:
+            return self._requests.series(route, method, model, str(status))
+        return _SharedSeries(
+            self.requests.labels(route, method, model, str(status)),
+            self.latency.labels(route, method, model),
+        )
+
     # Telemetry -----------------------------------------------------------------
 
     def queue_wait(self, model: str, seconds: float) -> None:
@@ -198,6 +228,122 @@ class Metrics:
         """The exposition in the format ``accept`` asks for, and its media type."""
         encode, content_type = choose_encoder(accept or "")
         return encode(self.output), content_type
+
+
+_REQUESTS = "deepaas_http_requests"
+_REQUESTS_HELP = "HTTP requests answered, by route template, method, model and status."
+_LATENCY = "deepaas_http_request_duration_seconds"
+_LATENCY_HELP = (
+    "Time from a request's arrival to its answer, by route, method and model."
+)
+_BOUNDS = (*LATENCY_BUCKETS, float("inf"))
+
+
+class RequestSeries:
+    """The requests of one route, method, model and status: their count and times."""
+
+    def record(self, seconds: float) -> None:
+        """One more request, answered in ``seconds``."""
+        raise NotImplementedError
+
+
+class _SharedSeries(RequestSeries):
+    # Several processes: prometheus-client's values, kept in its shared files.
+    __slots__ = ("_count", "_latency")
+
+    def __init__(self, count: Counter, latency: Histogram) -> None:
+        self._count = count
+        self._latency = latency
+
+    def record(self, seconds: float) -> None:
+        self._count.inc()
+        self._latency.observe(seconds)
+
+
+class _Latency:
+    __slots__ = ("buckets", "created", "total")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * len(_BOUNDS)
+        self.total = 0.0
+        self.created = time.time()
+
+
+class _LocalSeries(RequestSeries):
+    __slots__ = ("count", "created", "latency")
+
+    def __init__(self, latency: _Latency) -> None:
+        self.count = 0
+        self.created = time.time()
+        self.latency = latency
+
+    def record(self, seconds: float) -> None:
+        self.count += 1
+        latency = self.latency
+        latency.total += seconds
+        # The first bound at or above: Prometheus buckets are "less or equal".
+        latency.buckets[bisect.bisect_left(_BOUNDS, seconds)] += 1
+
+
+class _Requests:
+    """The request count and latency of one process, as a collector.
+
+    Exported exactly as prometheus-client's ``Counter`` and ``Histogram`` of
+    the same names and labels would be (``_total``, ``_bucket``, ``_created``...).
+    """
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, str, str, str], _LocalSeries] = {}
+        self._latencies: dict[tuple[str, str, str], _Latency] = {}
+
+    def series(self, route: str, method: str, model: str, status: str) -> _LocalSeries:
+        key = (route, method, model, status)
+        found = self._series.get(key)
+        if found is None:
+            latency = self._latencies.get(key[:3])
+            if latency is None:
+                latency = self._latencies[key[:3]] = _Latency()
+            found = self._series[key] = _LocalSeries(latency)
+        return found
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._counts(), self._histogram()]
+
+    def collect(self) -> Iterable[Metric]:
+        counts = self._counts()
+        for key, series in list(self._series.items()):
+            counts.add_metric(key, series.count, created=series.created)
+        histogram = self._histogram()
+        name = _LATENCY
+        for (route, method, model), latency in list(self._latencies.items()):
+            cumulative = 0
+            for bound, count in zip(_BOUNDS, latency.buckets, strict=True):
+                cumulative += count
+                histogram.add_sample(
+                    f"{name}_bucket",
+                    {
+                        "route": route,
+                        "method": method,
+                        "model": model,
+                        "le": floatToGoString(bound),  # type: ignore[no-untyped-call]
+                    },
+                    cumulative,
+                )
+            plain = {"route": route, "method": method, "model": model}
+            histogram.add_sample(f"{name}_count", plain, cumulative)
+            histogram.add_sample(f"{name}_sum", plain, latency.total)
+            histogram.add_sample(f"{name}_created", plain, latency.created)
+        return [counts, histogram]
+
+    @staticmethod
+    def _counts() -> CounterMetricFamily:
+        return CounterMetricFamily(
+            _REQUESTS, _REQUESTS_HELP, labels=("route", "method", "model", "status")
+        )
+
+    @staticmethod
+    def _histogram() -> Metric:
+        return Metric(_LATENCY, _LATENCY_HELP, "histogram")
 
 
 class _Trainings:

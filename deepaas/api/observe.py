@@ -3,7 +3,9 @@
 One middleware does the three, as cheaply as it can, since it runs for every
 request: labels and the log decision are worked out once per (route, method,
 model, status) and kept, the request id is a per-process random prefix and a
-counter, and nothing is formatted unless a line is written.
+counter, and nothing is formatted unless a line is written. It also turns
+failures into answers and hands unmatched requests to path normalization, which
+would otherwise take a middleware each.
 """
 
 from __future__ import annotations
@@ -13,17 +15,18 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_urldispatcher import SystemRoute
 from multidict import istr
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 
-from deepaas.api.metrics import Metrics
+from deepaas.api.metrics import Metrics, RequestSeries
 from deepaas.config import Config
-from deepaas.log import HTTP_FIELDS, REQUEST_ID
+from deepaas.log import HTTP_FIELDS, REQUEST_ID, direct_writer, log_direct
 
 __all__ = [
     "ACCESS_LOGGER",
@@ -44,6 +47,8 @@ UNMATCHED_ROUTE = "unmatched"
 
 CLIENT_CLOSED = 499
 """Status recorded for a request whose client went away before its answer."""
+
+ErrorAnswer = Callable[[web.Request, Exception], web.StreamResponse]
 
 # Longest client-supplied request id kept; longer ones are replaced.
 _MAX_ID_LENGTH = 128
@@ -66,14 +71,13 @@ def acceptable_id(value: str) -> bool:
 class _Entry:
     """What is recorded for one (route, method, model, status), worked out once."""
 
-    __slots__ = ("body", "latency", "log", "model", "requests", "route")
+    __slots__ = ("body", "log", "model", "route", "series")
 
     def __init__(self, route: str, model: str, *, log: bool) -> None:
         self.route = route
         self.model = model
         self.log = log
-        self.requests: Counter | None = None
-        self.latency: Histogram | None = None
+        self.series: RequestSeries | None = None
         # Created on first use: most routes never read a body.
         self.body: Counter | None = None
 
@@ -87,6 +91,13 @@ class Observer:
         models: Names of the served models: other names in a path are never a
             label value.
         metrics: Where requests are counted; ``None`` records nothing.
+        answer_error: Turns a handler's exception into the answer to send
+            (or raises a redirect); ``None`` lets exceptions through.
+        unmatched: A middleware for requests that match no route only (such
+            as aiohttp's path normalization, which redirects ``/x`` to ``/x/``).
+
+    Both are done here rather than in middlewares of their own: every request
+    goes through each middleware, and one costs less than three.
 
     Attributes:
         in_flight: Requests being answered now.
@@ -97,7 +108,13 @@ class Observer:
     """
 
     def __init__(
-        self, config: Config, models: Collection[str], metrics: Metrics | None
+        self,
+        config: Config,
+        models: Collection[str],
+        metrics: Metrics | None,
+        *,
+        answer_error: ErrorAnswer | None = None,
+        unmatched: Middleware | None = None,
     ) -> None:
         self.in_flight = 0
         self.quiet: set[web.AbstractResource] = set()
@@ -109,6 +126,8 @@ class Observer:
         self._json = config.log_format == "json"
         self._logger = logging.getLogger(ACCESS_LOGGER)
         self._entries: dict[tuple[Any, ...], _Entry] = {}
+        self._answer_error = answer_error
+        self._unmatched = unmatched
         self.middleware: Middleware = self._build()
 
     def _entry(
@@ -128,8 +147,7 @@ class Observer:
         entry = _Entry(route, model, log=log)
         metrics = self._metrics
         if metrics is not None:
-            entry.requests = metrics.requests.labels(route, method, model, str(status))
-            entry.latency = metrics.latency.labels(route, method, model)
+            entry.series = metrics.request_series(route, method, model, status)
         self._entries[resource, method, model, status] = entry
         return entry
 
@@ -144,6 +162,8 @@ class Observer:
         log_access = self._log_access
         observer = self
         body_bytes = self._metrics.body_bytes if self._metrics is not None else None
+        answer_error = self._answer_error
+        unmatched = self._unmatched
 
         @web.middleware
         async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -156,7 +176,19 @@ class Observer:
             status = 500
             answer: web.StreamResponse | None = None
             try:
-                answer = await handler(request)
+                try:
+                    # type(), not isinstance(): routes are ABCs, slower to test.
+                    if (
+                        unmatched is not None
+                        and type(request.match_info.route) is SystemRoute
+                    ):
+                        answer = await unmatched(request, handler)
+                    else:
+                        answer = await handler(request)
+                except Exception as error:
+                    if answer_error is None:
+                        raise
+                    answer = answer_error(request, error)
                 status = answer.status
                 if not answer.prepared:
                     answer.headers[REQUEST_ID_HEADER] = request_id
@@ -185,10 +217,9 @@ class Observer:
                 entry = entries.get((resource, method, model, status))
                 if entry is None:
                     entry = make_entry(resource, method, model, status)
-                requests, latency = entry.requests, entry.latency
-                if requests is not None and latency is not None:
-                    requests.inc()
-                    latency.observe(elapsed)
+                series = entry.series
+                if series is not None:
+                    series.record(elapsed)
                     received = request.content.total_bytes
                     if received and body_bytes is not None:
                         body = entry.body
@@ -211,7 +242,8 @@ class Observer:
         request_id: str,
         entry: _Entry,
     ) -> None:
-        if not self._logger.isEnabledFor(logging.INFO):
+        logger = self._logger
+        if not logger.isEnabledFor(logging.INFO):
             return
         size: int | None = None
         if answer is not None:
@@ -219,7 +251,19 @@ class Observer:
         remote = request.remote or "-"
         version = request.version
         millis = elapsed * 1000
+        if not self._json:
+            # The common case, written in one go (the same line as below).
+            writer = direct_writer(logger)
+            prefix = None if writer is None else writer.info_prefix(ACCESS_LOGGER)
+            if writer is not None and prefix is not None:
+                writer.write_line(
+                    f'{prefix}{remote} "{request.method} {request.raw_path} '
+                    f'HTTP/{version.major}.{version.minor}" {status} '
+                    f"{'-' if size is None else size} {millis:.3f}ms {request_id}"
+                )
+                return
         extra = _PLAIN_EXTRA
+        fields: dict[str, Any] | None = None
         if self._json:
             fields = {
                 "remote": remote,
@@ -244,8 +288,11 @@ class Observer:
             millis,
             request_id,
         )
+        if log_direct(
+            logger, _ACCESS_FORMAT % args, fields=fields, request_id=request_id
+        ):
+            return
         # Logger.info would also look up the caller's frame, for nothing here.
-        logger = self._logger
         record = logger.makeRecord(
             ACCESS_LOGGER,
             logging.INFO,

@@ -8,14 +8,11 @@ from aiohttp import web
 
 from deepaas.api.security.access import public
 
-__all__ = ["V2_APP", "root", "v2_version"]
-
-V2_APP: web.AppKey[web.Application] = web.AppKey("deepaas_v2_app")
+__all__ = ["root", "v2_version"]
 
 
-def _v2_entry(v2app: web.Application) -> dict[str, Any]:
-    # The sub-application's router already carries its prefix (and base path).
-    href = str(v2app.router["v2"].url_for())
+def _v2_entry(app: web.Application) -> dict[str, Any]:
+    href = str(app.router["v2"].url_for())
     return {
         "version": "stable",
         "id": "v2",
@@ -41,5 +38,5 @@ async def root(request: web.Request) -> web.Response:
         if name in named:
             href = str(named[name].url_for())
             links.append({"rel": rel, "type": media_type, "href": href})
-    versions = [_v2_entry(request.app[V2_APP])]
+    versions = [_v2_entry(request.app)]
     return web.json_response({"versions": versions, "links": links})

@@ -37,6 +37,7 @@ from gunicorn.arbiter import Arbiter  # type: ignore[import-untyped]
 from prometheus_client import multiprocess
 
 from deepaas.cmd import serving
+from deepaas.cmd._loops import loop_name
 from deepaas.cmd.bootstrap import build_app
 from deepaas.config import Config
 from deepaas.exceptions import DeepaasError
@@ -52,6 +53,7 @@ __all__ = [
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 WORKER_CLASS = "aiohttp.GunicornWebWorker"
+UVLOOP_WORKER_CLASS = "aiohttp.GunicornUVLoopWebWorker"
 # Exit status of a gunicorn worker that could not boot; the master then stops.
 _WORKER_BOOT_ERROR = 3
 # Beyond the grace period, what a worker may take to interrupt its trainings and
@@ -107,7 +109,11 @@ class DeepaasApplication(BaseApplication):  # type: ignore[misc]
         settings: dict[str, Any] = {
             "bind": [bind_address(config.listen_ip, config.listen_port)],
             "workers": config.http_workers,
-            "worker_class": WORKER_CLASS,
+            "worker_class": (
+                UVLOOP_WORKER_CLASS
+                if loop_name(config.event_loop) == "uvloop"
+                else WORKER_CLASS
+            ),
             # Workers answer gunicorn's heartbeat from their event loop, which
             # loading and warming the models may hold for long: no timeout.
             "timeout": 0,

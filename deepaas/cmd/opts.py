@@ -16,6 +16,7 @@ import deepaas
 from deepaas.config import (
     AUTH_MODES,
     DEFAULT_CLIENT_MAX_SIZE,
+    EVENT_LOOPS,
     EXECUTORS,
     JOB_STORES,
     LOG_FORMATS,
@@ -47,6 +48,16 @@ server_opts = [
             "Base path for every route, the API document and the UI, for a server "
             "behind a reverse proxy that is not at the root of the domain, e.g. "
             "'/deepaas'. Must start with '/'."
+        ),
+    ),
+    cfg.StrOpt(
+        "event-loop",
+        default="auto",
+        choices=list(EVENT_LOOPS),
+        help=(
+            "The event loop the server runs on. 'auto': uvloop where it is "
+            "installed (it is a dependency on Linux and macOS), else asyncio's "
+            "own. 'uvloop' refuses to start without it; 'asyncio' never uses it."
         ),
     ),
     cfg.IntOpt(
@@ -522,6 +533,7 @@ def to_config(conf: cfg.ConfigOpts, environ: Mapping[str, str]) -> Config:
         model_names=model_names(conf, environ),
         workers=conf.workers,
         http_workers=conf.http_workers,
+        event_loop=conf.event_loop,
         executor=conf.executor,
         inline_threshold_us=conf.inline_threshold_us,
         max_queue=conf.max_queue,

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import deepaas
 from deepaas.cmd import opts, serving
+from deepaas.cmd._loops import loop_name
 from deepaas.cmd.bootstrap import build_app
 from deepaas.config import Config
 from deepaas.exceptions import DeepaasError
@@ -31,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until interrupted; return the exit code."""
     try:
         config = opts.load_config(sys.argv[1:] if argv is None else argv)
+        loop = loop_name(config.event_loop)
     except DeepaasError as exc:
         print(f"deepaas-run: {exc.message}", file=sys.stderr)
         return 2
@@ -38,9 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.http_workers > 1:
         _print_banner(config)
         _LOG.info(
-            "Starting DEEPaaS version %s with %d HTTP workers",
+            "Starting DEEPaaS version %s with %d HTTP workers (event loop: %s)",
             deepaas.__version__,
             config.http_workers,
+            loop,
         )
         # Imported here: gunicorn is needed only with several workers.
         from deepaas.cmd import gunicorn
@@ -55,7 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"deepaas-run: {exc.message}", file=sys.stderr)
             return 1
         _print_banner(config)
-        _LOG.info("Starting DEEPaaS version %s", deepaas.__version__)
+        _LOG.info(
+            "Starting DEEPaaS version %s (event loop: %s)", deepaas.__version__, loop
+        )
         return serving.serve(
             app,
             config,

@@ -20,6 +20,10 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+# Built once: json.dumps(default=...) would build an encoder for every call.
+_ENCODER = json.JSONEncoder(default=_default)
+
+
 def to_json(value: Any) -> str:
     """JSON-encode a model's result (numpy values included).
 
@@ -27,7 +31,7 @@ def to_json(value: Any) -> str:
         InvalidModelResponse: The value cannot be expressed in JSON.
     """
     try:
-        return json.dumps(value, default=_default)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as err:
         raise InvalidModelResponse(
             f"The model's result cannot be written as JSON: {err}"

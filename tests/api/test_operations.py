@@ -509,3 +509,54 @@ async def test_not_ready_as_soon_as_the_server_drains(aiohttp_client):
     answer = await client.get("/readyz")
     assert answer.status == 503
     assert "shutting down" in (await answer.text())
+
+
+def test_request_series_are_exported_as_prometheus_client_would():
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from deepaas.api.metrics import LATENCY_BUCKETS, Metrics
+    from deepaas.jobs import MemoryJobStore
+
+    metrics = Metrics(["m"], MemoryJobStore())
+    reference = CollectorRegistry()
+    count = Counter(
+        "deepaas_http_requests",
+        "x",
+        ("route", "method", "model", "status"),
+        registry=reference,
+    )
+    latency = Histogram(
+        "deepaas_http_request_duration_seconds",
+        "x",
+        ("route", "method", "model"),
+        buckets=LATENCY_BUCKETS,
+        registry=reference,
+    )
+    # On bounds, between them, beyond the last one.
+    calls = [
+        ("/a", "GET", "m", 200, 0.001),
+        ("/a", "GET", "m", 200, 0.0011),
+        ("/a", "GET", "m", 404, 0.3),
+        ("/b", "POST", "", 200, 61.0),
+        ("/b", "POST", "", 200, 0.0),
+    ]
+    for route, method, model, status, seconds in calls:
+        metrics.request_series(route, method, model, status).record(seconds)
+        count.labels(route, method, model, str(status)).inc()
+        latency.labels(route, method, model).observe(seconds)
+
+    def samples(registry):
+        text = generate_latest(registry).decode()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            if family.name
+            in ("deepaas_http_requests", "deepaas_http_request_duration_seconds")
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    ours = samples(metrics.registry)
+    assert ours == samples(reference)
+    le = (("le", "0.001"), ("method", "GET"), ("model", "m"), ("route", "/a"))
+    assert ours["deepaas_http_request_duration_seconds_bucket", le] == 1

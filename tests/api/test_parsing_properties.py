@@ -5,7 +5,7 @@ import string
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, validate
 from multidict import MultiDict
 
 from deepaas.api.args import ArgSpec
@@ -101,3 +101,58 @@ def test_out_of_range_or_malformed_numbers_are_rejected(raw):
     with pytest.raises(ArgumentError) as info:
         SPEC.validate(MultiDict({"n": raw}))
     assert list(info.value.messages) == ["n"]
+
+
+# Fields of every kind the direct loading path handles, with defaults,
+# requirements and validators: its answers must be those of Schema.load.
+DIRECT_FIELDS = {
+    "n": fields.Int(required=True, validate=validate.Range(min=0, max=9)),
+    "x": fields.Float(load_default=1.5),
+    "flag": fields.Bool(),
+    "name": fields.Str(load_default=lambda: "computed"),
+    "mode": fields.Str(validate=validate.OneOf(["a", "b"])),
+    "maybe": fields.Int(allow_none=True, load_default=None),
+    "tags": fields.List(fields.Int(), load_default=list),
+    "when": fields.Date(),
+}
+DIRECT = ArgSpec(DIRECT_FIELDS)
+scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-20, 20),
+    st.floats(allow_nan=False),
+    st.text(max_size=6),
+    st.sampled_from(["a", "b", "3", "1.5", "true", "2024-02-30", "2024-02-29"]),
+)
+
+
+def test_plain_schemas_take_the_direct_path():
+    assert DIRECT._direct is not None
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(DIRECT_FIELDS)),
+        st.one_of(scalar, st.lists(scalar, max_size=3)),
+    )
+)
+def test_the_direct_path_answers_as_schema_load(values):
+    try:
+        expected = DIRECT.schema.load(values)
+    except ValidationError as err:
+        expected_error = err.messages
+    else:
+        expected_error = None
+    errors: dict = {}
+    loaded = DIRECT._load(dict(values), errors)
+    if expected_error is None:
+        assert not errors
+        assert loaded == expected
+    else:
+        assert errors == expected_error
+        assert loaded == {}
+
+
+def test_renamed_fields_keep_schema_load():
+    spec = ArgSpec({"a": fields.Str(data_key="b")})
+    assert spec._direct is None

@@ -578,8 +578,12 @@ async def test_concurrent_cancels_of_one_training_agree(live_server, state):
         if answer.status == 404:
             assert_json_error(live_server, answer, 404)
     status, _, body = live_server.request("GET", f"{train}{job['uuid']}")
-    assert status == 200
-    assert json.loads(body)["status"] == "cancelled"
+    # A DELETE handled once the cancellation is over removes the record, as
+    # for any finished training: whether one came that late depends on how the
+    # event loop spreads the requests over its turns.
+    assert status in (200, 404)
+    if status == 200:
+        assert json.loads(body)["status"] == "cancelled"
 
     if job is not first:
         live_server.request("DELETE", f"{train}{first['uuid']}")

@@ -1,4 +1,4 @@
-"""The v2 sub-application: only the routes the configuration enables."""
+"""The v2 routes: only those the configuration enables, under ``/v2``."""
 
 from __future__ import annotations
 
@@ -8,19 +8,30 @@ from deepaas.api import versions
 from deepaas.api.v2 import debug, models, predict, train
 from deepaas.config import Config
 
-__all__ = ["create_v2_app"]
+__all__ = ["add_v2_routes"]
 
 
-def create_v2_app(config: Config) -> web.Application:
-    """Build the application mounted at ``/v2`` (a disabled endpoint is absent)."""
-    app = web.Application()
-    app.router.add_get("/", versions.v2_version, name="v2", allow_head=False)
-    app.add_routes(models.routes)
+def add_v2_routes(app: web.Application, config: Config, prefix: str) -> None:
+    """Add the v2 routes to ``app`` under ``prefix`` (a disabled endpoint is absent).
+
+    They go in ``app``'s own router, not a sub-application's: one lookup and one
+    middleware fewer for every request.
+    """
+    app.router.add_get(f"{prefix}/", versions.v2_version, name="v2", allow_head=False)
+    tables = []
+    # The router tries the routes under /v2/models in the order they were
+    # added: the one called most often comes first.
     if config.predict_endpoint:
-        app.add_routes(predict.routes)
+        tables.append(predict.routes)
+    tables.append(models.routes)
     if config.train_endpoint:
-        app.add_routes(train.routes)
+        tables.append(train.routes)
     if config.debug_endpoint:
-        app.add_routes(debug.routes)
+        tables.append(debug.routes)
         app.cleanup_ctx.append(debug.capture)
-    return app
+    for table in tables:
+        for route in table:
+            assert isinstance(route, web.RouteDef)
+            web.RouteDef(
+                route.method, prefix + route.path, route.handler, route.kwargs
+            ).register(app.router)

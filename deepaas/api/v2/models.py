@@ -34,7 +34,7 @@ async def index(request: web.Request) -> web.Response:
     base = request.path.rstrip("/")
     models = [
         await _describe(model, f"{base}/{name}")
-        for name, model in request.config_dict[MODELS].items()
+        for name, model in request.app[MODELS].items()
     ]
     return web.json_response({"models": models})
 

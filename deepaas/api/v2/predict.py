@@ -21,8 +21,9 @@ routes = web.RouteTableDef()
 async def predict(request: web.Request) -> web.StreamResponse:
     """Validate the arguments, run the prediction and answer in the chosen type."""
     model = _lookup.model(request)
-    spec = request.config_dict[ARGSPECS][model.name].predict
-    predictor = request.config_dict[PREDICTORS][model.name]
+    app = request.app
+    spec = app[ARGSPECS][model.name].predict
+    predictor = app[PREDICTORS][model.name]
     # Before the body is read: a refused upload is never stored.
     await predictor.admit()
     arguments = await args.parse(request, spec)
@@ -36,10 +37,7 @@ async def predict(request: web.Request) -> web.StreamResponse:
         # A client that hangs up is noticed when a worker becomes free for its
         # call, which is then dropped unrun: no task polls the connection.
         result = await predictor.run(kwargs, abandoned=lambda: _gone(request))
-        answer = media.respond(model, result, media_type)
-        if isinstance(answer, web.StreamResponse):
-            return answer
-        return await answer.send(request)
+        return await media.respond(request, model, result, media_type)
     finally:
         if arguments.has_files:
             # Shielded: a client that hangs up must not leave its uploads behind.

@@ -59,7 +59,7 @@ def _job_id(request: web.Request) -> str:
 
 
 def _record(request: web.Request, job: Job) -> dict[str, Any]:
-    return job_record(job, request.config_dict[JOBS].progress(job.uuid))
+    return job_record(job, request.app[JOBS].progress(job.uuid))
 
 
 @routes.post("/models/{model_name}/train/")
@@ -67,10 +67,10 @@ def _record(request: web.Request, job: Job) -> dict[str, Any]:
 async def start(request: web.Request) -> web.Response:
     """Start a training and answer its record at once."""
     model = _lookup.model(request)
-    spec = request.config_dict[ARGSPECS][model.name].train
+    spec = request.app[ARGSPECS][model.name].train
     arguments = await args.parse(request, spec)
     try:
-        job = await request.config_dict[JOBS].start(
+        job = await request.app[JOBS].start(
             model,
             arguments.values,
             public_args=arguments.public(),
@@ -90,7 +90,7 @@ async def start(request: web.Request) -> web.Response:
 async def index(request: web.Request) -> web.Response:
     """List the trainings of a model (a bare JSON list, as 2.x)."""
     model = _lookup.model(request)
-    jobs = request.config_dict[JOBS].list(model.name)
+    jobs = request.app[JOBS].list(model.name)
     return web.json_response([_record(request, j) for j in jobs])
 
 
@@ -99,7 +99,7 @@ async def index(request: web.Request) -> web.Response:
 async def show(request: web.Request) -> web.Response:
     """Show one training."""
     model = _lookup.model(request)
-    job = request.config_dict[JOBS].get(model.name, _job_id(request))
+    job = request.app[JOBS].get(model.name, _job_id(request))
     return web.json_response(_record(request, job))
 
 
@@ -108,7 +108,7 @@ async def show(request: web.Request) -> web.Response:
 async def logs(request: web.Request) -> web.StreamResponse:
     """What a training printed: as text, or followed as Server-Sent Events."""
     model = _lookup.model(request)
-    manager = request.config_dict[JOBS]
+    manager = request.app[JOBS]
     job_id = _job_id(request)
     manager.get(model.name, job_id)
     path = manager.log_path(job_id)
@@ -131,7 +131,7 @@ def _read_from(path: str, offset: int) -> bytes:
 async def _follow(
     request: web.Request, model: str, job_id: str, path: str
 ) -> web.StreamResponse:
-    manager = request.config_dict[JOBS]
+    manager = request.app[JOBS]
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
@@ -168,5 +168,5 @@ def _event(data: str, *, event: str | None = None) -> bytes:
 async def delete(request: web.Request) -> web.Response:
     """Cancel a training if it still runs, and remove it (as 2.x)."""
     model = _lookup.model(request)
-    job = await request.config_dict[JOBS].delete(model.name, _job_id(request))
+    job = await request.app[JOBS].delete(model.name, _job_id(request))
     return web.json_response(_record(request, job))
