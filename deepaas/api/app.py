@@ -67,8 +67,8 @@ def create_app(
         job_store: Where job records live; by default as ``config`` says.
         server_pid: The pid of the whole server (the gunicorn master with several
             HTTP workers); by default this process.
-        upload_dir: Directory in which each request's uploads get a directory
-            of their own; by default the system's temporary directory.
+        upload_dir: Directory in which uploaded files are saved; by default the
+            system's temporary directory.
         metrics_dir: The directory of prometheus-client's multiprocess mode
             that the HTTP workers of one server share; ``None`` for one process.
     """

@@ -1,9 +1,10 @@
 """Turn a request into the validated keyword arguments of a model method.
 
 Arguments come from the query string and from the body (urlencoded form, multipart
-form or a JSON object), merged in that order. Uploaded files are streamed to a
-temporary directory owned by the request and handed over as ``UploadedFile``; the
-caller removes the directory with :meth:`Arguments.cleanup`. The body is read
+form or a JSON object), merged in that order. Uploaded files are streamed to
+temporary files (see :class:`Uploads`) and handed over as ``UploadedFile``; the
+caller removes them with :meth:`Arguments.cleanup` or :meth:`Arguments.discard`.
+The body is read
 within the limits of a :class:`BodyOptions`: its size, each file's size, the
 number of fields, and how long it may stall.
 """
@@ -11,14 +12,14 @@ number of fields, and how long it may stall.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import marshmallow
@@ -37,7 +38,15 @@ from deepaas.exceptions import ArgumentError, MalformedRequest, UnsupportedMedia
 from deepaas.model import _fields
 from deepaas.model.v2.wrapper import ACCEPT, ModelWrapper, UploadedFile
 
-__all__ = ["ArgSpec", "Arguments", "BodyOptions", "ModelArgs", "parse"]
+__all__ = [
+    "UPLOAD_PREFIX",
+    "ArgSpec",
+    "Arguments",
+    "BodyOptions",
+    "ModelArgs",
+    "Uploads",
+    "parse",
+]
 
 _CHUNK = 256 * 1024
 # A text form field is an argument, not a payload: bound it.
@@ -58,8 +67,8 @@ class BodyOptions:
             means no limit.
         read_timeout: Seconds to wait for more of a body being read before
             giving up on it; 0 means no limit.
-        upload_dir: Directory in which each request's uploads get a directory
-            of their own; ``None`` means the system's temporary directory.
+        upload_dir: Directory in which uploaded files are saved; ``None``
+            means the system's temporary directory.
     """
 
     max_size: int = 0
@@ -202,15 +211,55 @@ class ModelArgs:
         self.train = ArgSpec(model.train_fields)
 
 
+class Uploads:
+    """The files one request's uploads were saved to, removed together.
+
+    Each file is created in the upload directory (the server's own scratch
+    directory) with a unique name, rather than in a directory of the request's:
+    creating and removing a directory per request costs more than the
+    small upload itself.
+    """
+
+    def __init__(self, directory: str | None) -> None:
+        self.directory = directory
+        self.paths: list[str] = []
+        self.size = 0
+
+    def create(self) -> tuple[int, str]:
+        """A new empty file (descriptor and path), removed with the others."""
+        fd, path = tempfile.mkstemp(prefix=UPLOAD_PREFIX, dir=self.directory)
+        self.paths.append(path)
+        return fd, path
+
+    def remove(self) -> None:
+        """Remove the files (idempotent, safe to call from any thread)."""
+        paths, self.paths = self.paths, []
+        for path in paths:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+
+UPLOAD_PREFIX = "deepaas-upload-"
+"""How the names of uploaded files begin."""
+
+# Up to this many bytes of a request's uploads are written, and removed, on the
+# event loop: a write into the page cache or an unlink of a small file takes
+# less than handing it to a thread. Beyond, a slow disk could stall the loop.
+_INLINE_FILE_BYTES = 1024 * 1024
+
+
 class Arguments:
     """Validated arguments of one call, and the temporary files they refer to."""
 
     def __init__(
-        self, values: dict[str, Any], files: dict[str, UploadedFile], tmpdir: str | None
+        self,
+        values: dict[str, Any],
+        files: dict[str, UploadedFile],
+        uploads: Uploads | None,
     ) -> None:
         self.values = values
         self.files = files
-        self._tmpdir = tmpdir
+        self._uploads = uploads
 
     def public(self) -> dict[str, Any]:
         """The arguments as shown back to clients: files by their description."""
@@ -226,13 +275,26 @@ class Arguments:
     @property
     def has_files(self) -> bool:
         """Whether uploads are on disk, waiting for :meth:`cleanup`."""
-        return self._tmpdir is not None
+        return self._uploads is not None and bool(self._uploads.paths)
 
     def cleanup(self) -> None:
         """Remove the uploaded files (idempotent, safe to call from any thread)."""
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
+        if self._uploads is not None:
+            self._uploads.remove()
+
+    async def discard(self) -> None:
+        """Remove the uploaded files, as :meth:`cleanup`, from the event loop.
+
+        Large files are removed in a thread, which goes on even if the caller
+        is cancelled meanwhile.
+        """
+        uploads = self._uploads
+        if uploads is None or not uploads.paths:
+            return
+        if uploads.size <= _INLINE_FILE_BYTES:
+            uploads.remove()
+        else:
+            await asyncio.shield(asyncio.to_thread(uploads.remove))
 
 
 def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
@@ -266,7 +328,7 @@ async def parse(
     if options.max_fields:
         _check_fields(len(data), options.max_fields)
     json_body: dict[str, Any] = {}
-    tmpdir: str | None = None
+    uploads: Uploads | None = None
     try:
         # Headers are parsed only when there is a body: most calls have none.
         if request.body_exists:
@@ -279,10 +341,8 @@ async def parse(
                 )
             ctype = request.content_type
             if ctype == "multipart/form-data":
-                tmpdir = await asyncio.to_thread(
-                    tempfile.mkdtemp, prefix="deepaas-", dir=options.upload_dir
-                )
-                await _read_multipart(request, spec, data, tmpdir, options)
+                uploads = Uploads(options.upload_dir)
+                await _read_multipart(request, spec, data, uploads, options)
             elif ctype == "application/x-www-form-urlencoded":
                 _read_form(request, await _read_body(request, options), data, options)
             elif ctype == "application/json" or ctype.endswith("+json"):
@@ -297,13 +357,15 @@ async def parse(
         accept = request.headers.get("Accept") if spec.accept_choices else None
         values = spec.validate(data, accept, json_body)
     except BaseException:
-        if tmpdir is not None:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+        if uploads is not None:
+            uploads.remove()
         raise
-    if tmpdir is None:
+    if uploads is None:
         return Arguments(values, {}, None)
     return Arguments(
-        values, {k: v for k, v in values.items() if isinstance(v, UploadedFile)}, tmpdir
+        values,
+        {k: v for k, v in values.items() if isinstance(v, UploadedFile)},
+        uploads,
     )
 
 
@@ -375,14 +437,14 @@ async def _read_multipart(
     request: web.Request,
     spec: ArgSpec,
     data: MultiDict[Any],
-    tmpdir: str,
+    uploads: Uploads,
     options: BodyOptions,
 ) -> None:
     # aiohttp signals a broken body (bad boundary, early EOF, bad part headers)
     # with these; none of our own code below raises them.
     try:
         await _read_parts(
-            await request.multipart(), request.content, spec, data, tmpdir, options
+            await request.multipart(), request.content, spec, data, uploads, options
         )
     except BadHttpMessage:
         raise MalformedRequest(
@@ -399,7 +461,7 @@ async def _read_parts(
     stream: StreamReader,
     spec: ArgSpec,
     data: MultiDict[Any],
-    tmpdir: str,
+    uploads: Uploads,
     options: BodyOptions,
 ) -> None:
     total = 0
@@ -410,8 +472,7 @@ async def _read_parts(
             raise ArgumentError({"form": ["Nested multipart bodies are not supported"]})
         name = part.name or ""
         if part.filename is not None or name in spec.files:
-            path = os.path.join(tmpdir, f"upload-{len(data) + 1}")
-            total = await _save_part(part, stream, name, path, total, options)
+            path, total = await _save_part(part, stream, name, uploads, total, options)
             upload = UploadedFile(
                 name=name,
                 filename=path,
@@ -441,13 +502,13 @@ async def _save_part(
     part: BodyPartReader,
     stream: StreamReader,
     name: str,
-    path: str,
+    uploads: Uploads,
     total: int,
     options: BodyOptions,
-) -> int:
-    handle: IO[bytes] = await asyncio.to_thread(open, path, "wb")
+) -> tuple[str, int]:
+    fd, path = uploads.create()
     size = 0
-    try:
+    with open(fd, "wb") as handle:
         while chunk := await _patiently(part.read_chunk(_CHUNK), stream, options):
             size += len(chunk)
             if options.max_file_size and size > options.max_file_size:
@@ -457,11 +518,12 @@ async def _save_part(
                     field=name,
                 )
             _check_size(total + size, options.max_size)
-            await asyncio.to_thread(handle.write, chunk)
-    finally:
-        # Closed synchronously: this may run while the task is cancelled.
-        handle.close()
-    return total + size
+            if uploads.size < _INLINE_FILE_BYTES:
+                handle.write(chunk)
+            else:
+                await asyncio.to_thread(handle.write, chunk)
+            uploads.size += len(chunk)
+    return path, total + size
 
 
 def _check_fields(count: int, max_fields: int) -> None:

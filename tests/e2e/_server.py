@@ -18,6 +18,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from deepaas.api.args import UPLOAD_PREFIX
+
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 MODELS = ("legacy", "modern")
@@ -85,16 +87,11 @@ class LiveServer:
         return stray
 
     def leftover_uploads(self):
-        """Upload directories still in ``TMPDIR`` (each call removes its own).
+        """Uploaded files still in ``TMPDIR`` (each call removes its own).
 
-        The server's own ``deepaas-run-*`` directory, which holds them and
-        lives as long as the server, does not count.
+        They are files in the server's own ``deepaas-run-*`` directory.
         """
-        return [
-            p
-            for p in self.tmp_dir.rglob("deepaas-*")
-            if p.is_dir() and not p.name.startswith("deepaas-run-")
-        ]
+        return list(self.tmp_dir.rglob(f"{UPLOAD_PREFIX}*"))
 
 
 def start_server(root, *, models=MODELS, extra_args=()):

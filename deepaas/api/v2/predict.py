@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from deepaas.api import _lookup, args, media
@@ -40,8 +38,8 @@ async def predict(request: web.Request) -> web.StreamResponse:
         return await media.respond(request, model, result, media_type)
     finally:
         if arguments.has_files:
-            # Shielded: a client that hangs up must not leave its uploads behind.
-            await asyncio.shield(asyncio.to_thread(arguments.cleanup))
+            # A client that hangs up must not leave its uploads behind.
+            await arguments.discard()
 
 
 def _gone(request: web.Request) -> bool:

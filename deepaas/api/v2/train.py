@@ -78,8 +78,8 @@ async def start(request: web.Request) -> web.Response:
         )
     except BaseException:
         if arguments.has_files:
-            # Shielded: a client that hangs up must not leave its uploads behind.
-            await asyncio.shield(asyncio.to_thread(arguments.cleanup))
+            # A client that hangs up must not leave its uploads behind.
+            await arguments.discard()
         raise
     JOB_ID.set(job.uuid)
     return web.json_response(_record(request, job))

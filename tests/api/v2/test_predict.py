@@ -7,6 +7,8 @@ import aiohttp
 import pytest
 from PIL import Image
 
+from deepaas.api.args import UPLOAD_PREFIX
+
 PREDICT = "/v2/models/legacy/predict/"
 
 
@@ -292,3 +294,20 @@ async def test_control_character_in_part_name_is_400(client):
     )
     assert resp.status == 400
     assert "form" in (await resp.json())["errors"]
+
+
+@pytest.mark.parametrize("size", [10, 3 * 1024 * 1024])
+async def test_uploads_small_and_large_arrive_whole_and_are_removed(client, size):
+    # The first megabyte is written by the event loop, the rest in threads.
+    before = set(os.listdir(tempfile.gettempdir()))
+    form = aiohttp.FormData()
+    form.add_field("image", io.BytesIO(os.urandom(size)), filename="x.bin")
+    resp = await client.post(PREDICT, data=form)
+    assert resp.status == 200
+    image = (await resp.json())["predictions"]["image"]
+    assert image["size"] == size
+    assert os.path.basename(image["filename"]).startswith(UPLOAD_PREFIX)
+    assert not os.path.exists(image["filename"])
+    # A file, not a directory per request.
+    assert os.path.dirname(image["filename"]) == tempfile.gettempdir()
+    assert set(os.listdir(tempfile.gettempdir())) - before == set()
