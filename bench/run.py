@@ -457,8 +457,18 @@ def base(workload):
     return VARIANTS.get(workload, workload)
 
 
-def variant_argv(workload, args):
+# The mlp workload without batching is to use both cores (its target is at
+# least the speed of raw aiohttp computing inline, on one core): ours and
+# 2.6.0 both get two prediction workers.
+MLP_WORKERS = 2
+
+
+def variant_argv(workload, system, args):
     """Extra deepaas-run options of a workload variant."""
+    if system == "raw":
+        return []
+    if workload == "mlp":
+        return ["--workers", str(MLP_WORKERS)]
     if workload == "echo-process":
         return ["--executor", "process"]
     if workload == "mlp-batch":
@@ -474,7 +484,9 @@ def variant_argv(workload, args):
 def run_target(workload, system, args, root):
     label = f"{workload}/{system}"
     workdir = tempfile.mkdtemp(prefix=re.sub(r"\W", "_", label) + "-", dir=root)
-    argv = server_argv(system, base(workload), args) + variant_argv(workload, args)
+    argv = server_argv(system, base(workload), args) + variant_argv(
+        workload, system, args
+    )
     srv = Server(label, argv, workdir)
     out = {"target": label, "workload": workload, "system": system, "phases": {}}
     workload = base(workload)

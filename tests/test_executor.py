@@ -274,3 +274,54 @@ async def test_arguments_that_do_not_pickle_fail_the_call_alone():
         assert await pool.run(0) == first
     finally:
         await pool.aclose()
+
+
+def _recording_handler(path):
+    def record(tag, seconds):
+        time.sleep(seconds)
+        with open(path, "a") as fh:
+            fh.write(f"{tag}\n")
+        return tag
+
+    return record
+
+
+async def test_waiting_calls_run_in_order_and_skip_the_abandoned(tmp_path):
+    log = tmp_path / "ran.txt"
+    pool = ProcessPool(1, _recording_handler, (str(log),))
+    gone = {"c"}
+    try:
+        await pool.start()
+        first = asyncio.create_task(pool.run("a", 0.3))
+        await asyncio.sleep(0.1)
+        # These wait for the one worker; "c"'s caller is gone by its turn, and
+        # "d" is cancelled while it waits: neither reaches the worker.
+        waiting = [
+            asyncio.create_task(
+                pool.run(tag, 0.0, abandoned=lambda tag=tag: tag in gone)
+            )
+            for tag in "bcde"
+        ]
+        await asyncio.sleep(0.05)
+        waiting[2].cancel()
+        assert await first == "a"
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        assert results[0] == "b"
+        assert isinstance(results[1], asyncio.CancelledError)
+        assert isinstance(results[2], asyncio.CancelledError)
+        assert results[3] == "e"
+        assert log.read_text().split() == ["a", "b", "e"]
+    finally:
+        await pool.aclose()
+
+
+async def test_calls_waiting_when_the_pool_closes_fail():
+    pool = ProcessPool(1, _slow_handler)
+    await pool.start()
+    running = asyncio.create_task(pool.run(60))
+    waiting = asyncio.create_task(pool.run(0))
+    await asyncio.sleep(0.1)
+    await pool.aclose()
+    for call in (running, waiting):
+        with pytest.raises(WorkerCrashed, match=r"shut down|stopped"):
+            await call

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -14,7 +15,6 @@ import signal
 import struct
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from deepaas.exceptions import DeepaasError, WorkerCrashed
@@ -32,6 +32,9 @@ __all__ = ["ProcessPool"]
 
 _LOG = logging.getLogger(__name__)
 # A worker whose initializer fails is started again after this long, doubling.
+# Calls and answers are plain pickles (no multiprocessing reducers: arguments
+# are data), in multiprocessing.Connection's framing.
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
 _RESPAWN_DELAY_S = 1.0
 _RESPAWN_DELAY_MAX_S = 30.0
 
@@ -56,7 +59,7 @@ def _pool_worker_main(
     conn.send(("ready", os.getpid()))
     while True:
         try:
-            args = conn.recv()
+            args = pickle.loads(conn.recv_bytes())
         except EOFError:
             return
         try:
@@ -70,10 +73,12 @@ def _send(
     conn: multiprocessing.connection.Connection, outcome: tuple[str, Any]
 ) -> None:
     try:
-        conn.send(outcome)
+        payload = pickle.dumps(outcome, _PROTOCOL)
     except Exception as exc:
         # Pickling fails before anything is written: the pipe is still clean.
-        conn.send(("error", _remote(TypeError(f"result cannot be sent back: {exc}"))))
+        error = _remote(TypeError(f"result cannot be sent back: {exc}"))
+        payload = pickle.dumps(("error", error), _PROTOCOL)
+    conn.send_bytes(payload)
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -160,14 +165,16 @@ class _Worker:
         os.set_blocking(fd, False)
         asyncio.get_running_loop().add_reader(fd, self._readable)
 
-    def submit(self, payload: bytes) -> asyncio.Future[tuple[str, Any]]:
-        """Send ``payload`` (pickled handler arguments) to the idle worker."""
+    def submit(self, payload: bytes, call: asyncio.Future[tuple[str, Any]]) -> None:
+        """Send ``payload`` (pickled handler arguments) to the idle worker.
+
+        ``call`` gets the outcome, ``(status, value)``.
+        """
         assert self.call is None
-        self.call = asyncio.get_running_loop().create_future()
+        self.call = call
         self._out += _frame(payload)
         if not self._writing:
             self._flush()
-        return self.call
 
     def _flush(self) -> None:
         if self.dead:
@@ -296,7 +303,9 @@ class ProcessPool:
         self._initargs = initargs
         self._envs = [dict(e) for e in envs]
         self._telemetry = telemetry
-        self._idle: asyncio.Queue[_Worker] | None = None
+        # Free workers, and calls waiting for one (never both at once).
+        self._idle: collections.deque[_Worker] = collections.deque()
+        self._waiting: collections.deque[_Call] = collections.deque()
         self._workers: dict[int, _Worker] = {}
         self._starting: asyncio.Task[None] | None = None
         self._respawns: set[asyncio.Task[None]] = set()
@@ -308,11 +317,6 @@ class ProcessPool:
     def pids(self) -> list[int | None]:
         """Process ids of the live workers, by slot."""
         return [self._workers[s].pid for s in sorted(self._workers)]
-
-    def _queue(self) -> asyncio.Queue[_Worker]:
-        if self._idle is None:
-            self._idle = asyncio.Queue()
-        return self._idle
 
     def dead_workers(self) -> list[str]:
         """Names of the workers whose process has ended and is not yet replaced."""
@@ -334,7 +338,6 @@ class ProcessPool:
         await asyncio.shield(self._starting)
 
     async def _start_all(self) -> None:
-        self._queue()
         missing = [s for s in range(self.size) if s not in self._workers]
         missing = [s for s in missing if s not in self._growing]
         results = await asyncio.gather(
@@ -386,20 +389,25 @@ class ProcessPool:
         _LOG.info("Worker %s started (pid %s)", process.name, worker.pid)
         return worker
 
-    async def _worker(self) -> _Worker:
-        """A free worker: an idle one, a new one (lazy), or the next one freed."""
+    async def _free_worker(self) -> _Worker | None:
+        """An idle worker, or a new one (lazy); ``None`` when all are busy."""
         if not self.lazy:
-            await self.start()
-        idle = self._queue()
+            starting = self._starting
+            if starting is not None and starting.done():
+                # The hot path: no await at all.
+                starting.result()
+            else:
+                await self.start()
         if self._closed:
             raise WorkerCrashed(f"{self.name} is shut down")
-        room = len(self._workers) + len(self._growing) < self.size
-        if self.lazy and idle.empty() and room:
-            return await self._grow()
-        while True:
-            worker = await idle.get()
+        idle = self._idle
+        while idle:
+            worker = idle.popleft()
             if not worker.dead:
                 return worker
+        if self.lazy and len(self._workers) + len(self._growing) < self.size:
+            return await self._grow()
+        return None
 
     async def _grow(self) -> _Worker:
         taken = self._workers.keys() | self._growing.keys()
@@ -427,9 +435,26 @@ class ProcessPool:
             self._release(spawn.result())
 
     def _release(self, worker: _Worker) -> None:
-        """Let the next call go to ``worker``, unless it is gone."""
-        if not worker.dead:
-            self._queue().put_nowait(worker)
+        """Give ``worker``, free again, the next waiting call, or keep it idle.
+
+        Called as soon as the worker's answer is read, so the next call is
+        written to it at once, in the same turn of the event loop: the worker
+        does not wait for the caller's task to be scheduled.
+        """
+        if worker.dead:
+            return
+        waiting = self._waiting
+        while waiting:
+            call = waiting.popleft()
+            if call.future.done():
+                continue  # cancelled while it waited
+            if call.abandoned is not None and call.abandoned():
+                call.future.cancel("the caller went away before the call started")
+                continue
+            call.worker = worker
+            worker.submit(call.payload, call.future)
+            return
+        self._idle.append(worker)
 
     def _died(self, worker: _Worker) -> None:
         """The worker's pipe closed under it: fail its call, start another."""
@@ -459,21 +484,26 @@ class ProcessPool:
             Exception: With ``lazy``, the initializer of the worker started for
                 this call raised (as in :meth:`start`).
         """
-        worker = await self._worker()
-        if abandoned is not None and abandoned():
-            self._release(worker)
-            raise asyncio.CancelledError("the caller went away before the call started")
+        # Pickled before anything reaches a worker: arguments that do not
+        # pickle fail the call alone.
+        payload = pickle.dumps(args, _PROTOCOL)
+        call = _Call(payload, abandoned, asyncio.get_running_loop().create_future())
+        worker = await self._free_worker()
+        if worker is None:
+            self._waiting.append(call)
+        else:
+            if abandoned is not None and abandoned():
+                self._release(worker)
+                raise asyncio.CancelledError(
+                    "the caller went away before the call started"
+                )
+            call.worker = worker
+            worker.submit(payload, call.future)
         try:
-            # Pickled apart from sending: arguments that do not pickle fail the
-            # call alone, before anything reaches the worker.
-            payload = bytes(ForkingPickler.dumps(args))
-        except BaseException:
-            self._release(worker)
-            raise
-        try:
-            status, value = await worker.submit(payload)
+            status, value = await call.future
         except asyncio.CancelledError:
-            if not worker.dead:
+            worker = call.worker
+            if worker is not None and worker.call is call.future and not worker.dead:
                 # The call runs on in the worker: kill it, and go on once it is
                 # dead, so that a cancelled call's work has stopped when the
                 # caller resumes.
@@ -537,6 +567,10 @@ class ProcessPool:
             task.cancel()
         # A worker being started stops itself when cancelled; wait for that.
         await asyncio.gather(*starting, return_exceptions=True)
+        while self._waiting:
+            waiting = self._waiting.popleft().future
+            if not waiting.done():
+                waiting.set_exception(WorkerCrashed(f"{self.name} is shut down"))
         workers = list(self._workers.values())
         self._workers.clear()
         for worker in workers:
@@ -546,6 +580,24 @@ class ProcessPool:
         if workers:
             loop = asyncio.get_running_loop()
             await asyncio.gather(*(loop.run_in_executor(None, w.stop) for w in workers))
+
+
+class _Call:
+    """A call: its pickled arguments, and the future of its outcome."""
+
+    __slots__ = ("abandoned", "future", "payload", "worker")
+
+    def __init__(
+        self,
+        payload: bytes,
+        abandoned: Callable[[], bool] | None,
+        future: asyncio.Future[tuple[str, Any]],
+    ) -> None:
+        self.payload = payload
+        self.abandoned = abandoned
+        self.future = future
+        # The worker it was sent to, once sent.
+        self.worker: _Worker | None = None
 
 
 def _fail(worker: _Worker, error: WorkerCrashed) -> None:
