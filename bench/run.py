@@ -384,6 +384,7 @@ def server_argv(system, model, args):
         "{port}",
         "--model-name",
         model,
+        *(args.ours_args.split() if system == "ours" else ()),
     ]
 
 
@@ -950,6 +951,11 @@ def parse_args(argv=None):
     ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions")
     ap.add_argument("--concurrency", default="1,16,64,256")
     ap.add_argument("--no-probes", action="store_true")
+    ap.add_argument(
+        "--ours-args",
+        default="",
+        help="extra deepaas-run options for ours, e.g. '--event-loop asyncio'",
+    )
     ap.add_argument(
         "--batch-size",
         type=int,

@@ -91,23 +91,23 @@ class PlainFormatter(logging.Formatter):
     def _info_prefix(self, name: str) -> str | None:
         # What format() would put before the message of an INFO access record
         # of logger ``name`` made now, when the format is the default one (the
-        # only one this can reproduce).
+        # only one this can reproduce). All but the milliseconds is worked out
+        # once a second (the process id too: a process forked meanwhile gets
+        # its own within the second).
         if self._fmt != _FORMAT or self.converter is not time.localtime:
             return None
         now = time.time()
         second = int(now)
-        if second != self._second:
-            self._second = second
-            self._stamp = time.strftime(self.default_time_format, time.localtime(now))
         job_id = JOB_ID.get()
-        context = f" [job_id={job_id}]" if job_id else ""
-        return (
-            f"{self._stamp},{int((now - second) * 1000):03d} {os.getpid()} INFO "
-            f"{name}{context}: "
-        )
+        cached = self._cached
+        if cached[0] != second or cached[1] != name or cached[2] != job_id:
+            stamp = time.strftime(self.default_time_format, time.localtime(now))
+            context = f" [job_id={job_id}]" if job_id else ""
+            tail = f" {os.getpid()} INFO {name}{context}: "
+            cached = self._cached = (second, name, job_id, f"{stamp},", tail)
+        return f"{cached[3]}{int((now - second) * 1000):03d}{cached[4]}"
 
-    _second = -1
-    _stamp = ""
+    _cached: tuple[int, str, str | None, str, str] = (-1, "", None, "", "")
 
 
 class JsonFormatter(logging.Formatter):
@@ -180,8 +180,9 @@ class DirectWriter(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(stream)
         self._own_stream = stream is not None
         self._pending: list[str] = []
-        # Only the event loop's thread, the one that writes lines, touches it.
-        self._scheduled = False
+        # The loop a flush is due on, if any; only its thread touches this. A
+        # loop closed before its flush came leaves a stale value, never reused.
+        self._due_on: asyncio.AbstractEventLoop | None = None
 
     def info_prefix(self, name: str) -> str | None:
         """What goes before the message of an INFO access line of logger ``name``.
@@ -212,23 +213,24 @@ class DirectWriter(logging.StreamHandler):  # type: ignore[type-arg]
         Call it from an event loop's thread; without a running loop the line
         is written at once.
         """
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
         with self.lock:  # type: ignore[union-attr]
             self._pending.append(line)
-            if self._scheduled and len(self._pending) < _MAX_PENDING:
+            if loop is not None and loop is self._due_on:
+                if len(self._pending) < _MAX_PENDING:
+                    return
+            elif loop is not None:
+                self._due_on = loop
+                loop.call_later(_LINE_DELAY_S, self._due, loop)
                 return
-        if self._scheduled:
-            self.flush()
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.flush()
-            return
-        self._scheduled = True
-        loop.call_later(_LINE_DELAY_S, self._on_timer)
+        self.flush()
 
-    def _on_timer(self) -> None:
-        self._scheduled = False
+    def _due(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._due_on is loop:
+            self._due_on = None
         self.flush()
 
     def flush(self) -> None:

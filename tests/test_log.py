@@ -208,3 +208,16 @@ def test_no_direct_writing_through_a_filter_or_a_custom_format(installed):
     handler.setFormatter(PlainFormatter("%(message)s"))
     assert handler.info_prefix("deepaas.access") is None
     assert not log_direct(ACCESS, "x", fields=None, request_id="r")
+
+
+def test_lines_of_a_loop_closed_before_its_flush_are_not_held_back(installed):
+    path = installed()
+
+    async def write(line, wait):
+        direct_writer(ACCESS).write_line(line)
+        await asyncio.sleep(wait)
+
+    # The first loop ends before its flush is due: that flush never comes.
+    asyncio.run(write("one", 0))
+    asyncio.run(write("two", 0.2))
+    assert path.read_text().splitlines() == ["one", "two"]

@@ -26,7 +26,7 @@ import marshmallow
 from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 from marshmallow import fields as mfields
-from multidict import MultiDict
+from multidict import MultiDict, MultiMapping
 from webargs.multidictproxy import MultiDictProxy as SchemaMultiDict
 
 from deepaas.api._json_body import load_arguments
@@ -46,6 +46,7 @@ __all__ = [
     "ModelArgs",
     "Uploads",
     "parse",
+    "parse_query",
 ]
 
 _CHUNK = 256 * 1024
@@ -110,7 +111,7 @@ class ArgSpec:
 
     def validate(
         self,
-        data: MultiDict[Any],
+        data: MultiMapping[Any],
         accept_header: str | None = None,
         json_body: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
@@ -132,7 +133,8 @@ class ArgSpec:
             except ArgumentError as err:
                 errors.update(err.messages)
         if self.lists:
-            proxy = SchemaMultiDict(data, self.schema)
+            # Only read (get, getall): any multidict does.
+            proxy = SchemaMultiDict(data, self.schema)  # type: ignore[arg-type]
             values = {name: proxy[name] for name in self.schema.fields if name in data}
         else:
             values = {name: data[name] for name in self.schema.fields if name in data}
@@ -301,6 +303,29 @@ def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
     # Job records must survive a JSON store: anything exotic becomes its text.
     result: dict[str, Any] = json.loads(json.dumps(value, default=str))
     return result
+
+
+def parse_query(
+    request: web.Request, spec: ArgSpec, options: BodyOptions | None = None
+) -> Arguments | None:
+    """The arguments of a request without a body, validated; ``None`` if it has one.
+
+    The common case of calls whose arguments are all in the query string,
+    without a coroutine: :func:`parse` reads bodies.
+
+    Raises:
+        ArgumentError: Validation failed (messages keyed by argument).
+        RequestTooLarge: More query parameters than allowed.
+    """
+    if request.body_exists:
+        return None
+    if options is None:
+        options = request.app[BODY]
+    data = request.query
+    if options.max_fields:
+        _check_fields(len(data), options.max_fields)
+    accept = request.headers.get("Accept") if spec.accept_choices else None
+    return Arguments(spec.validate(data, accept), {}, None)
 
 
 async def parse(

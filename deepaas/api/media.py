@@ -14,7 +14,14 @@ from deepaas.exceptions import ArgumentError, InvalidModelResponse
 from deepaas.model.results import to_json
 from deepaas.model.v2.wrapper import JSON, ModelWrapper, ReturnedFile
 
-__all__ = ["JSON_TYPE", "is_json", "negotiate", "respond"]
+__all__ = [
+    "JSON_TYPE",
+    "FileAnswer",
+    "build_answer",
+    "is_json",
+    "negotiate",
+    "respond",
+]
 
 JSON_TYPE = JSON
 
@@ -77,8 +84,8 @@ async def respond(
     request: web.Request, model: ModelWrapper, result: Any, media_type: str
 ) -> web.StreamResponse:
     """Answer ``request`` with ``result`` in ``media_type`` (files are streamed)."""
-    answer = _answer(model, result, media_type)
-    if type(answer) is _FileBody:
+    answer = build_answer(model, result, media_type)
+    if type(answer) is FileAnswer:
         return await answer.send(request)
     return answer  # type: ignore[return-value]
 
@@ -87,9 +94,15 @@ async def respond(
 _PLAIN = frozenset({dict, list, str, int, float, bool, type(None)})
 
 
-def _answer(
+def build_answer(
     model: ModelWrapper, result: Any, media_type: str
-) -> web.StreamResponse | _FileBody:
+) -> web.StreamResponse | FileAnswer:
+    """The answer for ``result`` in ``media_type``, or a file still to be streamed.
+
+    A :class:`FileAnswer` is sent with its :meth:`~FileAnswer.send`; anything
+    else is the response itself (tell them apart by ``type()``: the check of an
+    ABC such as ``StreamResponse`` costs more, on a path taken for every call).
+    """
     if media_type == JSON or is_json(media_type):
         if type(result) not in _PLAIN and _is_file_like(result):
             raise InvalidModelResponse(
@@ -106,15 +119,15 @@ def _answer(
             raise InvalidModelResponse(
                 f"Model '{model.name}' returned a file without a path"
             )
-        return _FileBody(
+        return FileAnswer(
             result.filename, result.content_type or media_type, None, result.name
         )
     if isinstance(result, os.PathLike) or (
         isinstance(result, str) and os.path.isfile(result)
     ):
-        return _FileBody(os.fspath(result), media_type, None, None)
+        return FileAnswer(os.fspath(result), media_type, None, None)
     if isinstance(result, io.IOBase) or hasattr(result, "read"):
-        return _FileBody(None, media_type, result, None)
+        return FileAnswer(None, media_type, result, None)
     if isinstance(result, str):
         return web.Response(text=result, content_type=media_type)
     return web.Response(text=to_json(result), content_type=media_type)
@@ -124,7 +137,7 @@ def _is_file_like(value: Any) -> bool:
     return isinstance(value, (io.IOBase, ReturnedFile, bytes, bytearray))
 
 
-class _FileBody:
+class FileAnswer:
     """A file answer, streamed in chunks read off the event loop."""
 
     def __init__(

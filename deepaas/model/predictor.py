@@ -214,6 +214,20 @@ class Predictor:
         """
         if self.full:
             raise self._overloaded()
+        inline = self._inline
+        if (
+            inline is not None
+            and inline.inline
+            and not self._threaded
+            and self._batcher is None
+        ):
+            # The hot path of cheap models: straight on the event loop, without
+            # the coroutines below (a timeout could not interrupt it anyway).
+            self._in_flight += 1
+            try:
+                return self._call_inline(kwargs, abandoned, inline)
+            finally:
+                self._in_flight -= 1
         # A plain counter rather than a context manager: this is the hot path.
         self._in_flight += 1
         try:

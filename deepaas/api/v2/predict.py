@@ -22,9 +22,12 @@ async def predict(request: web.Request) -> web.StreamResponse:
     app = request.app
     spec = app[ARGSPECS][model.name].predict
     predictor = app[PREDICTORS][model.name]
-    # Before the body is read: a refused upload is never stored.
-    await predictor.admit()
-    arguments = await args.parse(request, spec)
+    if predictor.full:
+        # Before the body is read: a refused upload is never stored.
+        await predictor.admit()
+    arguments = args.parse_query(request, spec)
+    if arguments is None:
+        arguments = await args.parse(request, spec)
     try:
         kwargs = arguments.values
         media_type = (
@@ -35,7 +38,10 @@ async def predict(request: web.Request) -> web.StreamResponse:
         # A client that hangs up is noticed when a worker becomes free for its
         # call, which is then dropped unrun: no task polls the connection.
         result = await predictor.run(kwargs, abandoned=lambda: _gone(request))
-        return await media.respond(request, model, result, media_type)
+        answer = media.build_answer(model, result, media_type)
+        if type(answer) is media.FileAnswer:
+            return await answer.send(request)
+        return answer  # type: ignore[return-value]
     finally:
         if arguments.has_files:
             # A client that hangs up must not leave its uploads behind.
