@@ -20,7 +20,6 @@ __all__ = [
     "build_answer",
     "is_json",
     "negotiate",
-    "respond",
 ]
 
 JSON_TYPE = JSON
@@ -78,16 +77,6 @@ def _parse_accept(header: str) -> list[str]:
 
 def _json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(text=to_json(body), status=status, content_type=JSON)
-
-
-async def respond(
-    request: web.Request, model: ModelWrapper, result: Any, media_type: str
-) -> web.StreamResponse:
-    """Answer ``request`` with ``result`` in ``media_type`` (files are streamed)."""
-    answer = build_answer(model, result, media_type)
-    if type(answer) is FileAnswer:
-        return await answer.send(request)
-    return answer  # type: ignore[return-value]
 
 
 # What most models return: checked first, as the checks for files are dearer.
