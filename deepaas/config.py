@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from deepaas.exceptions import ConfigurationError
@@ -198,87 +198,30 @@ class Config:
         if "//" in base:
             raise ConfigurationError(f"base_path has an empty segment: {base!r}")
         object.__setattr__(self, "base_path", base)
-        if self.workers < 1:
-            raise ConfigurationError(f"workers must be at least 1, got {self.workers}")
-        if self.http_workers < 1:
-            raise ConfigurationError(
-                f"http_workers must be at least 1, got {self.http_workers}"
-            )
-        if self.event_loop not in EVENT_LOOPS:
-            raise ConfigurationError(
-                f"event_loop must be one of {', '.join(EVENT_LOOPS)}, "
-                f"got {self.event_loop!r}"
-            )
-        if self.executor not in EXECUTORS:
-            raise ConfigurationError(
-                f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}"
-            )
-        if self.inline_threshold_us < 0:
-            raise ConfigurationError(
-                f"inline_threshold_us must be 0 or more, got {self.inline_threshold_us}"
-            )
-        if self.max_queue < 0:
-            raise ConfigurationError(
-                f"max_queue must be 0 or more, got {self.max_queue}"
-            )
-        if self.predict_timeout < 0:
-            raise ConfigurationError(
-                f"predict_timeout must be 0 or more, got {self.predict_timeout}"
-            )
-        if self.max_batch_size < 1:
-            raise ConfigurationError(
-                f"max_batch_size must be at least 1, got {self.max_batch_size}"
-            )
-        if self.max_batch_delay_ms < 0:
-            raise ConfigurationError(
-                f"max_batch_delay_ms must be 0 or more, got {self.max_batch_delay_ms}"
-            )
+        self._check_values(_FIRST_CHECKS)
         object.__setattr__(self, "gpus", _unique(self.gpus))
         object.__setattr__(self, "train_gpus", _unique(self.train_gpus))
         if self.gpus and self.executor != "process":
             raise ConfigurationError("gpus needs the 'process' executor")
-        if self.max_train_processes < 1:
-            raise ConfigurationError(
-                "max_train_processes must be at least 1, "
-                f"got {self.max_train_processes}"
-            )
-        if self.client_max_size < 0:
-            raise ConfigurationError(
-                f"client_max_size must be 0 or more, got {self.client_max_size}"
-            )
-        for name in ("max_file_size", "max_form_fields", "body_timeout"):
-            if getattr(self, name) < 0:
-                raise ConfigurationError(
-                    f"{name} must be 0 or more, got {getattr(self, name)}"
-                )
-        for name in ("max_header_size", "max_headers", "header_timeout"):
-            if getattr(self, name) <= 0:
-                raise ConfigurationError(
-                    f"{name} must be more than 0, got {getattr(self, name)}"
-                )
-        if self.shutdown_grace < 0:
-            raise ConfigurationError(
-                f"shutdown_grace must be 0 or more, got {self.shutdown_grace}"
-            )
-        if self.shutdown_trainings not in SHUTDOWN_TRAININGS:
-            raise ConfigurationError(
-                "shutdown_trainings must be one of "
-                f"{', '.join(SHUTDOWN_TRAININGS)}, got {self.shutdown_trainings!r}"
-            )
+        self._check_values(_THEN_CHECKS)
         if not 0 < self.listen_port < 65536:
             raise ConfigurationError(f"listen_port out of range: {self.listen_port}")
-        if self.job_store not in JOB_STORES:
-            raise ConfigurationError(
-                f"job_store must be one of {', '.join(JOB_STORES)}, "
-                f"got {self.job_store!r}"
-            )
-        if self.log_format not in LOG_FORMATS:
-            raise ConfigurationError(
-                f"log_format must be one of {', '.join(LOG_FORMATS)}, "
-                f"got {self.log_format!r}"
-            )
+        self._check_values(_LAST_CHECKS)
         object.__setattr__(self, "model_names", _unique(self.model_names))
         self._check_security()
+
+    def _check_values(self, checks: tuple[tuple[str, _Check], ...]) -> None:
+        for name, check in checks:
+            value = getattr(self, name)
+            if isinstance(check, tuple):
+                if value not in check:
+                    raise ConfigurationError(
+                        f"{name} must be one of {', '.join(check)}, got {value!r}"
+                    )
+            elif not check(value):
+                raise ConfigurationError(
+                    f"{name} must be {_BOUND_TEXT[check]}, got {value}"
+                )
 
     @property
     def auth_enabled(self) -> bool:
@@ -292,10 +235,7 @@ class Config:
             object.__setattr__(self, name, _unique(getattr(self, name)))
         origins = _unique([_origin(o) for o in self.cors_origins if o.strip()])
         object.__setattr__(self, "cors_origins", origins)
-        if self.auth not in AUTH_MODES:
-            raise ConfigurationError(
-                f"auth must be one of {', '.join(AUTH_MODES)}, got {self.auth!r}"
-            )
+        self._check_values((("auth", AUTH_MODES),))
         configured = [
             name
             for name in ("auth_token_file", "auth_tokens", "oidc_issuer")
@@ -343,6 +283,55 @@ class Config:
     def replace(self, **changes: object) -> Config:
         """Return a copy with some settings changed (validated again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _at_least_1(value: float) -> bool:
+    return value >= 1
+
+
+def _not_negative(value: float) -> bool:
+    return value >= 0
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+# A check is the allowed values, or a bound (one of the functions above).
+_Check = tuple[str, ...] | Callable[[float], bool]
+_BOUND_TEXT: dict[Callable[[float], bool], str] = {
+    _at_least_1: "at least 1",
+    _not_negative: "0 or more",
+    _positive: "more than 0",
+}
+# The checks of Config.__post_init__, in the order they are made.
+_FIRST_CHECKS: tuple[tuple[str, _Check], ...] = (
+    ("workers", _at_least_1),
+    ("http_workers", _at_least_1),
+    ("event_loop", EVENT_LOOPS),
+    ("executor", EXECUTORS),
+    ("inline_threshold_us", _not_negative),
+    ("max_queue", _not_negative),
+    ("predict_timeout", _not_negative),
+    ("max_batch_size", _at_least_1),
+    ("max_batch_delay_ms", _not_negative),
+)
+_THEN_CHECKS: tuple[tuple[str, _Check], ...] = (
+    ("max_train_processes", _at_least_1),
+    ("client_max_size", _not_negative),
+    ("max_file_size", _not_negative),
+    ("max_form_fields", _not_negative),
+    ("body_timeout", _not_negative),
+    ("max_header_size", _positive),
+    ("max_headers", _positive),
+    ("header_timeout", _positive),
+    ("shutdown_grace", _not_negative),
+    ("shutdown_trainings", SHUTDOWN_TRAININGS),
+)
+_LAST_CHECKS: tuple[tuple[str, _Check], ...] = (
+    ("job_store", JOB_STORES),
+    ("log_format", LOG_FORMATS),
+)
 
 
 def _unique(names: Sequence[str]) -> tuple[str, ...]:
