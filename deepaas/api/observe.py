@@ -26,7 +26,7 @@ from prometheus_client import Counter
 
 from deepaas.api.metrics import Metrics, RequestSeries
 from deepaas.config import Config
-from deepaas.log import HTTP_FIELDS, REQUEST_ID, direct_writer, log_direct
+from deepaas.log import HTTP_FIELDS, REQUEST_ID, log_direct
 
 __all__ = [
     "ACCESS_LOGGER",
@@ -251,17 +251,6 @@ class Observer:
         remote = request.remote or "-"
         version = request.version
         millis = elapsed * 1000
-        if not self._json:
-            # The common case, written in one go (the same line as below).
-            writer = direct_writer(logger)
-            prefix = None if writer is None else writer.info_prefix(ACCESS_LOGGER)
-            if writer is not None and prefix is not None:
-                writer.write_line(
-                    f'{prefix}{remote} "{request.method} {request.raw_path} '
-                    f'HTTP/{version.major}.{version.minor}" {status} '
-                    f"{'-' if size is None else size} {millis:.3f}ms {request_id}"
-                )
-                return
         extra = _PLAIN_EXTRA
         fields: dict[str, Any] | None = None
         if self._json:
@@ -288,6 +277,7 @@ class Observer:
             millis,
             request_id,
         )
+        # Straight to the handler when nothing else could see the record.
         if log_direct(
             logger, _ACCESS_FORMAT % args, fields=fields, request_id=request_id
         ):
