@@ -489,16 +489,10 @@ class ProcessPool:
         payload = pickle.dumps(args, _PROTOCOL)
         call = _Call(payload, abandoned, asyncio.get_running_loop().create_future())
         worker = await self._free_worker()
-        if worker is None:
-            self._waiting.append(call)
-        else:
-            if abandoned is not None and abandoned():
-                self._release(worker)
-                raise asyncio.CancelledError(
-                    "the caller went away before the call started"
-                )
-            call.worker = worker
-            worker.submit(payload, call.future)
+        # In line with the others; a free worker takes the first call at once.
+        self._waiting.append(call)
+        if worker is not None:
+            self._release(worker)
         try:
             status, value = await call.future
         except asyncio.CancelledError:
